@@ -1,0 +1,209 @@
+"""The model facade: what the trainer, the evaluators and users call.
+
+A `Model` wraps a Flax module and exposes pure functions of `params`:
+
+  params = model.init(key, batch)                  batch: {"x", ...}
+  model.log_prob(params, x, cond=None)       -> [B] nats, x in data units
+  model.forward(params, x, cond=None)        -> (z, logdet [B])
+  model.inverse(params, z, cond=None)        -> (x, logdet [B])
+  model.sample(params, key, n_or_cond, temperature=1.0) -> [n, *event]
+  model.loss(params, batch, key)             -> (scalar, {name: scalar})
+  model.eval_metrics(params, batch, key)     -> {name: [B]}
+  model.condition(batch)                     -> the batch field used as cond
+
+"Data units" are those of the discrete data plus uniform dequantisation noise
+(x = uint8 + u, u ~ U[0, 1)), so ``-log_prob / (D ln 2)`` is bits per
+dimension in the discrete data space with no further correction.
+
+The wrapped module must provide the methods ``log_prob(x, cond)``,
+``forward(x, cond)``, ``inverse(z, cond)`` and ``sample(key, cond,
+num_samples, temperature)``; ``__call__`` must run ``log_prob`` (so that
+`init` runs a forward pass for data-dependent initialisation).
+
+Every public method validates its inputs (shapes always, finiteness when the
+values are concrete) and then calls a jitted function, so it is fast called
+eagerly and can also be wrapped in `jax.jit` by the user.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nbflows.bijectors import base as bijector_base
+
+Array = jax.Array
+Params = Any
+CONDITION_KINDS = ("none", "neighbours", "label")
+
+
+class Model:
+  """A flow (or latent-variable model) with a jittable functional API.
+
+  Attributes:
+    module: the Flax module.
+    event_shape: shape of one example, e.g. (8, 8, 1) or (2,).
+    condition_kind: "none" (cond must be None), "neighbours" (cond is
+      [B, k, *event_shape], any k >= 1) or "label" (cond is [B] integers).
+    name: the config's model name.
+    num_classes: for condition_kind="label".
+  """
+
+  def __init__(self, module: nn.Module, event_shape: Sequence[int],
+               condition_kind: str = "none", name: str = "",
+               num_classes: Optional[int] = None):
+    if condition_kind not in CONDITION_KINDS:
+      raise ValueError(f"condition_kind={condition_kind!r}; expected one of "
+                       f"{CONDITION_KINDS}")
+    self.module = module
+    self.event_shape = tuple(event_shape)
+    self.condition_kind = condition_kind
+    self.name = name
+    self.num_classes = num_classes
+    self.num_dims = math.prod(self.event_shape)
+
+  # ----------------------------------------------------------- validation
+  def check_x(self, x: Array, name: str = "x") -> None:
+    bijector_base.check_event(x, self.event_shape, name)
+    bijector_base.check_finite(x, name)
+
+  def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
+    """Raises ValueError unless `cond` fits `condition_kind`."""
+    if self.condition_kind == "none":
+      if cond is not None:
+        raise ValueError(f"model {self.name!r} is unconditional; cond must be "
+                         "None")
+      return
+    if cond is None:
+      raise ValueError(f"model {self.name!r} needs cond: "
+                       f"{self._cond_description(batch)}")
+    if self.condition_kind == "neighbours":
+      ok = (cond.ndim == len(self.event_shape) + 2 and
+            tuple(cond.shape[2:]) == self.event_shape and cond.shape[1] >= 1)
+    else:
+      ok = cond.ndim == 1 and jnp.issubdtype(cond.dtype, jnp.integer)
+    if ok and batch is not None:
+      ok = cond.shape[0] == batch
+    if not ok:
+      raise ValueError(f"cond has shape {tuple(cond.shape)} and dtype "
+                       f"{cond.dtype}; expected {self._cond_description(batch)}")
+    bijector_base.check_finite(cond, "cond")
+
+  def _cond_description(self, batch: Optional[int]) -> str:
+    b = "batch" if batch is None else str(batch)
+    if self.condition_kind == "neighbours":
+      dims = ", ".join(str(d) for d in self.event_shape)
+      return f"neighbours of shape [{b}, k, {dims}] (any k >= 1)"
+    return f"integer labels of shape [{b}]"
+
+  def condition(self, batch: Mapping[str, Array]) -> Optional[Array]:
+    """The batch field this model conditions on (None if unconditional)."""
+    if self.condition_kind == "none":
+      return None
+    key = "neighbours" if self.condition_kind == "neighbours" else "label"
+    if key not in batch:
+      raise ValueError(f"model {self.name!r} conditions on batch[{key!r}], "
+                       f"but the batch has only {sorted(batch)}")
+    return batch[key]
+
+  # ------------------------------------------------------------ functions
+  def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
+    """Initialises parameters from a batch (data-dependent where needed)."""
+    x = batch["x"]
+    self.check_x(x)
+    cond = self.condition(batch)
+    self.check_cond(cond, x.shape[0])
+    return self.module.init(key, x, cond)
+
+  def log_prob(self, params: Params, x: Array,
+               cond: Optional[Array] = None) -> Array:
+    """log p(x | cond) in nats, shape [B] (Alg. 1 of paper 1)."""
+    self.check_x(x)
+    self.check_cond(cond, x.shape[0])
+    return self._log_prob(params, x, cond)
+
+  def forward(self, params: Params, x: Array,
+              cond: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Data -> latent: (z, log|det dz/dx|)."""
+    self.check_x(x)
+    self.check_cond(cond, x.shape[0])
+    return self._forward(params, x, cond)
+
+  def inverse(self, params: Params, z: Array,
+              cond: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Latent -> data: (x, log|det dx/dz|)."""
+    bijector_base.check_finite(z, "z")
+    self.check_cond(cond, z.shape[0])
+    return self._inverse(params, z, cond)
+
+  def sample(self, params: Params, key: Array, n_or_cond: Union[int, Array],
+             temperature: float = 1.0) -> Array:
+    """Draws samples (Alg. 2 of paper 1).
+
+    Args:
+      params: model parameters.
+      key: a PRNG key.
+      n_or_cond: the number of samples for an unconditional model, or the
+        condition array (one sample per row) for a conditional one.
+      temperature: scales the standard deviation of the latent Gaussian.
+
+    Returns:
+      [n, *event_shape] samples in data units.
+    """
+    if isinstance(n_or_cond, int):
+      if self.condition_kind != "none":
+        raise ValueError(f"model {self.name!r} samples from a condition: pass "
+                         f"{self._cond_description(None)} instead of a count")
+      if n_or_cond < 1:
+        raise ValueError(f"number of samples is {n_or_cond}; expected >= 1")
+      num, cond = n_or_cond, None
+    else:
+      cond = n_or_cond
+      self.check_cond(cond, None)
+      num = cond.shape[0]
+    if not temperature >= 0:
+      raise ValueError(f"temperature={temperature}; expected >= 0")
+    return self._sample(params, key, cond, num, float(temperature))
+
+  def loss(self, params: Params, batch: Mapping[str, Array],
+           key: Array) -> Tuple[Array, Dict[str, Array]]:
+    """Training loss: mean negative log-likelihood in bits per dimension."""
+    del key  # exact likelihood: no randomness
+    bpd = self.bits_per_dim(params, batch["x"], self.condition(batch))
+    loss = jnp.mean(bpd)
+    return loss, {"loss": loss, "bpd": loss}
+
+  def eval_metrics(self, params: Params, batch: Mapping[str, Array],
+                   key: Array) -> Dict[str, Array]:
+    """Per-example evaluation metrics, each of shape [B]."""
+    del key
+    return {"bpd": self.bits_per_dim(params, batch["x"], self.condition(batch))}
+
+  def bits_per_dim(self, params: Params, x: Array,
+                   cond: Optional[Array] = None) -> Array:
+    """-log p(x | cond) / (D ln 2), shape [B] (traceable, no validation)."""
+    log_prob = self.module.apply(params, x, cond, method="log_prob")
+    return -log_prob / (self.num_dims * math.log(2.0))
+
+  # ----------------------------------------------------- jitted internals
+  @functools.cached_property
+  def _log_prob(self):
+    return jax.jit(lambda p, x, c: self.module.apply(p, x, c, method="log_prob"))
+
+  @functools.cached_property
+  def _forward(self):
+    return jax.jit(lambda p, x, c: self.module.apply(p, x, c, method="forward"))
+
+  @functools.cached_property
+  def _inverse(self):
+    return jax.jit(lambda p, z, c: self.module.apply(p, z, c, method="inverse"))
+
+  @functools.cached_property
+  def _sample(self):
+    return jax.jit(
+        lambda p, k, c, n, t: self.module.apply(p, k, c, n, t, method="sample"),
+        static_argnums=(3,))
