@@ -27,6 +27,9 @@ def get_config(arg=None):
   config.keep_checkpoints = 2
   config.early_stopping_patience = 4  # evaluations without validation gain
   config.num_sample_images = 64
+  # Added by the trainer (train/trainer.py): a step whose loss or gradient is
+  # NaN/inf is skipped; this many skipped steps in a row stop the run.
+  config.max_consecutive_nonfinite_steps = 10
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 1e-3
@@ -75,6 +78,7 @@ def get_config(arg=None):
     config.eval_every_steps = 10
     config.checkpoint_every_steps = 10
     config.num_sample_images = 16
+    config.optimizer.warmup_steps = 5  # trainer: warm-up must end before the run
     config.flow.hidden_channels = 8
     config.flow.num_res_blocks = 1
     config.flow.mlp_hidden = (32, 32)

@@ -2,3 +2,8 @@
 from nbflows.bijectors.base import Bijector, as_functions, check_cond, check_event, check_finite
 from nbflows.bijectors.coupling import AffineCoupling, make_mask
 from nbflows.bijectors.couplers import ConvCoupler, MLPCoupler, concat_condition
+from nbflows.bijectors.preprocessing import Logit, Rescale, uniform_dequantise
+from nbflows.bijectors.squeeze import Squeeze, squeeze, unsqueeze
+from nbflows.bijectors.actnorm import ActNorm
+from nbflows.bijectors.conv1x1 import Conv1x1
+from nbflows.bijectors.made import MADE, MaskedAutoregressive

@@ -101,6 +101,10 @@ class AffineCoupling(base.Bijector):
     if self.mask not in MASKS:
       raise ValueError(f"mask={self.mask!r}; expected one of {MASKS}")
     if self.coupler is not None:
+      if self.conditional and getattr(self.coupler, "cond_mode", "") is None:
+        raise ValueError("conditional=True, but the coupler was built with "
+                         "cond_mode=None and would ignore cond; give it "
+                         "cond_mode='concat' or 'project'")
       self.net = self.coupler
     elif self.mask == "half":
       self.net = couplers.MLPCoupler(

@@ -33,6 +33,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nbflows.bijectors import base as bijector_base
 
@@ -51,11 +52,14 @@ class Model:
       [B, k, *event_shape], any k >= 1) or "label" (cond is [B] integers).
     name: the config's model name.
     num_classes: for condition_kind="label".
+    num_levels: the number of discrete levels L of the data, or None for
+      continuous data; when set, inputs must lie in data units [0, L).
   """
 
   def __init__(self, module: nn.Module, event_shape: Sequence[int],
                condition_kind: str = "none", name: str = "",
-               num_classes: Optional[int] = None):
+               num_classes: Optional[int] = None,
+               num_levels: Optional[int] = None):
     if condition_kind not in CONDITION_KINDS:
       raise ValueError(f"condition_kind={condition_kind!r}; expected one of "
                        f"{CONDITION_KINDS}")
@@ -64,12 +68,27 @@ class Model:
     self.condition_kind = condition_kind
     self.name = name
     self.num_classes = num_classes
+    self.num_levels = num_levels
     self.num_dims = math.prod(self.event_shape)
 
   # ----------------------------------------------------------- validation
   def check_x(self, x: Array, name: str = "x") -> None:
+    """Raises ValueError unless `x` is [B, *event_shape], finite, in range.
+
+    The value checks (finite, within [0, num_levels)) run only on concrete
+    arrays; under `jax.jit` only the shape is checked.
+    """
     bijector_base.check_event(x, self.event_shape, name)
     bijector_base.check_finite(x, name)
+    if self.num_levels is not None and not isinstance(x, jax.core.Tracer):
+      values = np.asarray(x)
+      outside = np.count_nonzero((values < 0) | (values >= self.num_levels))
+      if outside:
+        raise ValueError(
+            f"{name} holds {outside} values outside [0, {self.num_levels}) "
+            f"(min {values.min()}, max {values.max()}); expected data units "
+            f"(integer level + uniform noise) of a {self.num_levels}-level "
+            "dataset")
 
   def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
     """Raises ValueError unless `cond` fits `condition_kind`."""
@@ -117,7 +136,7 @@ class Model:
     self.check_x(x)
     cond = self.condition(batch)
     self.check_cond(cond, x.shape[0])
-    return self.module.init(key, x, cond)
+    return self._init(key, x, cond)
 
   def log_prob(self, params: Params, x: Array,
                cond: Optional[Array] = None) -> Array:
@@ -191,6 +210,12 @@ class Model:
 
   # ----------------------------------------------------- jitted internals
   @functools.cached_property
+  def _init(self):
+    # Jitted: an eager Flax init dispatches every operation on its own,
+    # which for a multi-scale flow takes far longer than compiling it.
+    return jax.jit(self.module.init)
+
+  @functools.cached_property
   def _log_prob(self):
     return jax.jit(lambda p, x, c: self.module.apply(p, x, c, method="log_prob"))
 
@@ -207,3 +232,18 @@ class Model:
     return jax.jit(
         lambda p, k, c, n, t: self.module.apply(p, k, c, n, t, method="sample"),
         static_argnums=(3,))
+
+
+def count_params(params: Params) -> int:
+  """The number of scalar parameters in a pytree of arrays.
+
+  The leaves may also be `jax.ShapeDtypeStruct`s, so a model's size can be
+  counted from ``jax.eval_shape(model.init, key, batch)`` without
+  initialising it.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> count_params({"params": {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}})
+    16
+  """
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))

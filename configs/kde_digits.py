@@ -1,0 +1,15 @@
+"""Kernel density estimation (paper 1, eq. 2) on digits.
+
+The non-parametric anchor: a Gaussian kernel on every training image, its
+bandwidth chosen on the validation split; no gradient steps.
+
+Expected: test bits/dim (eval.json `test_bpd`) well above every flow's.
+"""
+from configs import default
+
+
+def get_config(arg=None):
+  """Returns the config; `arg="quick"` gives a smoke-test version."""
+  config = default.get_config(arg)
+  config.model = "kde"
+  return config

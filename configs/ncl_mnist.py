@@ -1,0 +1,12 @@
+"""NCL on mnist with paper 1's settings (configs/paper1.py).
+
+Expected (paper 1, Table 3): about 0.402 test bits/dim (eval.json `test_bpd`).
+"""
+from configs import ncl_digits
+from configs import paper1
+
+
+def get_config(arg=None):
+  """Returns the config; `arg="quick"` gives a smoke-test version."""
+  config = ncl_digits.get_config(arg)
+  return paper1.for_dataset(config, "mnist", arg)

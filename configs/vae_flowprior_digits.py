@@ -1,0 +1,16 @@
+"""VAE with a latent-flow prior on digits (paper 5, eq. 3).
+
+GLF's networks with a stochastic encoder and the ELBO of eq. 3, with the
+reconstruction weighted by beta (beta = 1: the usual ELBO; the paper shows
+sample quality improves as beta grows).
+"""
+from configs import glf_digits
+
+
+def get_config(arg=None):
+  """Returns the config; `arg="quick"` gives a smoke-test version."""
+  config = glf_digits.get_config(arg)
+  config.model = "vae_flowprior"
+  config.glf.objective = "vae"
+  config.glf.beta = 1.0
+  return config

@@ -1,0 +1,9 @@
+"""VAE with a VampPrior on binarised mnist5k (paper 3, Table 3 baseline)."""
+from configs import vae_mnist5k
+
+
+def get_config(arg=None):
+  """Returns the config; `arg="quick"` gives a smoke-test version."""
+  config = vae_mnist5k.get_config(arg)
+  config.model = "vampprior"
+  return config

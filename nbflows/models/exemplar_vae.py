@@ -1,0 +1,344 @@
+"""The Exemplar VAE (paper 3): a VAE whose prior is built from training data.
+
+To generate, draw a training exemplar x_n uniformly, then z ~ N(mu(x_n),
+sigma^2 I) with the inference network's mean mu and one learned scalar
+sigma^2 (eq. 12), then x ~ p(x | z). The prior is therefore the mixture
+
+  r(z | X) = 1/N sum_n N(z; mu(x_n), sigma^2 I)                   (eq. 10, 14)
+
+and training maximises the ELBO of eq. 13 with two regularisers (Sec. 2.1):
+the point's own exemplar is left out (leave-one-out, eq. 4) and the prior of
+each batch uses a random subset of M = ratio * N exemplars (eq. 5). At
+evaluation all N exemplars are used, without regularisation (Sec. 5).
+
+Exemplars are the training images as grey levels, never binarised (App.
+D.2), and the model holds them: `ExemplarVAEModel` takes the training split's
+uint8 images at construction and each training batch's "index" field (its
+position in that split) says which exemplar to leave out.
+
+The kNN variant (Sec. 3.1, Alg. 1) replaces the sum over M by one over the k
+exemplars nearest mu(x_i) inside the subsample, found in an `ExemplarCache`
+of latent means that is refreshed for every point that passes through the
+encoder; it is a lower bound (eq. 15). A step has a host half and a jitted
+half:
+
+  batch = model.knn_batch(params, cache, batch, key1)   # search, refresh
+  (loss, (metrics, means)), grads = jax.jit(jax.value_and_grad(
+      model.knn_loss, has_aux=True))(params, batch, key2)
+  cache.update(batch["exemplar_neighbours"], means)
+
+Example:
+  >>> import jax, jax.numpy as jnp, numpy as np
+  >>> from nbflows.models import vae
+  >>> images = np.random.default_rng(0).integers(0, 17, (10, 4, 4, 1), np.uint8)
+  >>> model = ExemplarVAEModel(
+  ...     vae.VAE(event_shape=(4, 4, 1), latent_dim=2, hidden=(8,),
+  ...             prior="exemplar"), images, num_levels=17, iwae_samples=4)
+  >>> batch = {"x": jnp.asarray(images[:3], jnp.float32) + 0.5,
+  ...          "index": jnp.arange(3)}
+  >>> params = model.init(jax.random.key(0), batch)
+  >>> model.sample(params, jax.random.key(1), 5).shape
+  (5, 4, 4, 1)
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nbflows.data import sources
+from nbflows.distributions import exemplar_prior
+from nbflows.models import vae
+
+Array = jax.Array
+Params = Any
+
+
+class ExemplarVAEModel(vae.VAEModel):
+  """A VAE with the exemplar prior, its regularisers and its kNN bound.
+
+  Args:
+    module: a `vae.VAE` built with prior="exemplar".
+    exemplars: uint8 [N, *event_shape] training images, in the order of the
+      training split (the "index" field of training batches refers to it).
+    num_levels: L, the number of pixel values.
+    leave_one_out: drop each training point's own exemplar (eq. 4).
+    subsample_ratio: M / N of eq. 5, in (0, 1]; 1 keeps every exemplar.
+    knn: k of the kNN bound (eq. 15) used by `knn_loss`.
+    iwae_samples: S, importance samples for the test log-likelihood.
+    iwae_chunk: samples evaluated at once.
+    name: the config's model name.
+  """
+
+  def __init__(self, module: vae.VAE, exemplars: np.ndarray, num_levels: int,
+               leave_one_out: bool = True, subsample_ratio: float = 0.5,
+               knn: int = 10, iwae_samples: int = 1000, iwae_chunk: int = 100,
+               name: str = "evae"):
+    super().__init__(module, num_levels, iwae_samples, iwae_chunk, name)
+    if module.prior != "exemplar":
+      raise ValueError(f"module.prior={module.prior!r}; an ExemplarVAEModel "
+                       "needs a VAE built with prior='exemplar'")
+    exemplars = np.asarray(exemplars)
+    if exemplars.shape[1:] != self.event_shape or exemplars.shape[0] < 2:
+      raise ValueError(f"exemplars has shape {exemplars.shape}; expected "
+                       f"[N >= 2, {', '.join(map(str, self.event_shape))}]")
+    if not 0.0 < subsample_ratio <= 1.0:
+      raise ValueError(f"subsample_ratio={subsample_ratio}; expected M/N in "
+                       "(0, 1]")
+    self.exemplars = jnp.asarray(exemplars)          # uint8, [N, *event]
+    self.num_exemplars = exemplars.shape[0]
+    self.leave_one_out = leave_one_out
+    self.num_subsample = max(2, int(round(subsample_ratio *
+                                          self.num_exemplars)))
+    if not 1 <= knn < self.num_subsample:
+      raise ValueError(f"knn={knn}; expected 1 <= k < M = "
+                       f"{self.num_subsample}")
+    self.knn = knn
+
+  # ------------------------------------------------------------- exemplars
+  def exemplar_inputs(self, indices: Optional[Array] = None) -> Array:
+    """Grey-level exemplars [M, *event] in [0, 1] (all N if `indices` is None)."""
+    images = self.exemplars if indices is None else self.exemplars[indices]
+    return images.astype(jnp.float32) / (self.num_levels - 1)
+
+  def exemplar_means(self, params: Params,
+                     indices: Optional[Array] = None) -> Array:
+    """mu(x_j) [M, d] of the exemplars (eq. 12), differentiable in `params`."""
+    inputs = self.exemplar_inputs(indices)
+    flat = inputs.reshape(-1, *self.event_shape)
+    mean, _ = self.module.apply(params, flat, method="encode")
+    return mean.reshape(*inputs.shape[:-len(self.event_shape)], -1)
+
+  def log_variance(self, params: Params) -> Array:
+    """The shared log sigma^2 of eq. 12."""
+    return self.module.apply(params, method="log_variance")
+
+  # ----------------------------------------------------------------- priors
+  def training_log_prior(self, params: Params, z: Array,
+                         batch: Mapping[str, Array], key: Array) -> Array:
+    """log r(z | pi) over a random subset pi, minus the point itself (eq. 13)."""
+    indices = self._subsample(key)
+    means = self.exemplar_means(params, indices)
+    mask = (exemplar_prior.leave_one_out_mask(batch["index"], indices)
+            if self.leave_one_out else None)
+    return exemplar_prior.log_density(z, means, self.log_variance(params),
+                                      mask)
+
+  def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
+    """z -> log r(z | X) over all N training exemplars (Sec. 5, Evaluation)."""
+    means = self.exemplar_means(params)
+    log_variance = self.log_variance(params)
+    return lambda z: exemplar_prior.log_density(z, means, log_variance)
+
+  def _subsample(self, key: Array) -> Array:
+    if self.num_subsample == self.num_exemplars:
+      return jnp.arange(self.num_exemplars, dtype=jnp.int32)
+    return exemplar_prior.subsample(key, self.num_exemplars,
+                                    self.num_subsample)
+
+  # ---------------------------------------------------- kNN training (Alg. 1)
+  def init_cache(self, params: Params) -> exemplar_prior.ExemplarCache:
+    """The cache of Alg. 1, filled with mu(x_n) of every training exemplar."""
+    return exemplar_prior.ExemplarCache(
+        np.asarray(self._all_exemplar_means(params)))
+
+  def knn_batch(self, params: Params, cache: exemplar_prior.ExemplarCache,
+                batch: Mapping[str, Array], key: Array) -> Dict[str, Array]:
+    """The host half of an Alg. 1 step: subsample, search, refresh.
+
+    Draws pi (eq. 5), encodes the batch (its grey levels, like the cached
+    exemplars) with the current parameters, writes those means into the
+    cache (Cache.update(i, mu_i)), and finds each point's nearest exemplars
+    inside pi with the library's exact kNN, one more than k under
+    leave-one-out so that k remain once the point itself is dropped.
+
+    Args:
+      params: model parameters.
+      cache: the `ExemplarCache`, updated in place.
+      batch: {"x" (data units), "index" (positions in the training split)}.
+      key: PRNG key of the subsample.
+
+    Returns:
+      The batch plus "exemplar_neighbours" (int32 [B, k or k + 1], indices
+      into the training split) and "exemplar_count" (float32 [B], M_i, the
+      number of components of the point's full mixture: |pi|, less one if
+      the point is in pi under leave-one-out).
+    """
+    index = np.asarray(batch["index"])
+    subset = np.asarray(self._subsample(key))
+    query = np.asarray(self._query_means(params, batch["x"]))
+    cache.update(index, query)
+    num_neighbours = self.knn + 1 if self.leave_one_out else self.knn
+    neighbours = cache.neighbours(query, num_neighbours, subset)
+    count = np.full(index.shape, len(subset), np.float32)
+    if self.leave_one_out:
+      count -= np.isin(index, subset)
+    return dict(batch, exemplar_neighbours=jnp.asarray(neighbours),
+                exemplar_count=jnp.asarray(count))
+
+  def knn_loss(self, params: Params, batch: Mapping[str, Array], key: Array
+               ) -> Tuple[Array, Tuple[Dict[str, Array], Array]]:
+    """Negative ELBO with the kNN prior bound (eq. 15); pure and jittable.
+
+    The neighbours of `knn_batch` are encoded afresh (so the prior's
+    gradient reaches the encoder through them) and z is scored against them
+    with the weight 1/M_i of the full subsample.
+
+    Args:
+      params: model parameters.
+      batch: the output of `knn_batch`.
+      key: a PRNG key (split as `loss` splits it, so with k covering the whole
+        subsample the two losses agree).
+
+    Returns:
+      (loss, (metrics, neighbour_means [B, k', d])): the shape
+      `jax.value_and_grad(..., has_aux=True)` expects; pass the means to
+      `cache.update(batch["exemplar_neighbours"], neighbour_means)` (Alg. 1,
+      last line).
+    """
+    binarise_key, sample_key, _ = jax.random.split(key, 3)
+    x_binary = vae.binarise(binarise_key, batch["x"], self.num_levels)
+    mean, log_variance = self.module.apply(params, x_binary, method="encode")
+    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(sample_key,
+                                                               mean.shape)
+    neighbours = batch["exemplar_neighbours"]
+    neighbour_means = self.exemplar_means(params, neighbours)     # [B, k', d]
+    keep = (neighbours != batch["index"][:, None] if self.leave_one_out
+            else None)
+    log_prior = exemplar_prior.knn_log_density(
+        z, neighbour_means, self.log_variance(params), batch["exemplar_count"],
+        keep)
+    logits = self.module.apply(params, z, method="decode")
+    reconstruction = vae.bernoulli_log_prob(x_binary, logits)
+    kl = vae.diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior
+    elbo = jnp.mean(reconstruction - kl)
+    metrics = {"loss": -elbo, "elbo": elbo,
+               "reconstruction_nll": -jnp.mean(reconstruction),
+               "kl": jnp.mean(kl)}
+    return -elbo, (metrics, jax.lax.stop_gradient(neighbour_means))
+
+  @functools.cached_property
+  def _query_means(self):
+    return jax.jit(lambda params, x: self.encode(params, x)[0])
+
+  @functools.cached_property
+  def _all_exemplar_means(self):
+    return jax.jit(self.exemplar_means)
+
+  # --------------------------------------------------------------- sampling
+  def sample_latents(self, params: Params, key: Array, num: int,
+                     temperature: float) -> Array:
+    """z ~ r(z | X): a uniform exemplar, then N(mu(x_n), T^2 sigma^2 I)."""
+    index_key, noise_key = jax.random.split(key)
+    indices = jax.random.randint(index_key, (num,), 0, self.num_exemplars)
+    return self._perturb(params, noise_key, self.exemplar_means(params,
+                                                                indices),
+                         temperature)
+
+  def _perturb(self, params: Params, key: Array, means: Array,
+               temperature: float) -> Array:
+    sigma = jnp.exp(0.5 * self.log_variance(params))
+    return means + temperature * sigma * jax.random.normal(key, means.shape)
+
+  def sample_like(self, params: Params, key: Array, exemplars: Array,
+                  num_per_exemplar: int = 1, temperature: float = 1.0
+                  ) -> Array:
+    """"More like this": samples generated from given exemplars (Fig. 3).
+
+    Each exemplar is encoded to mu(x'), z ~ N(mu(x'), T^2 sigma^2 I) and
+    decoded; the result can serve as augmented data with the exemplar's label
+    (eq. 16).
+
+    Args:
+      params: model parameters.
+      key: a PRNG key.
+      exemplars: [B, *event] images in data units (any images, e.g. test
+        images or earlier samples).
+      num_per_exemplar: samples drawn from each exemplar.
+      temperature: scales sigma.
+
+    Returns:
+      [B, num_per_exemplar, *event] decoder means in data units.
+    """
+    self.check_x(exemplars, "exemplars")
+    if num_per_exemplar < 1:
+      raise ValueError(f"num_per_exemplar={num_per_exemplar}; expected >= 1")
+    return self._sample_like_jit(params, key, exemplars, num_per_exemplar,
+                                 float(temperature))
+
+  def _sample_like(self, params: Params, key: Array, exemplars: Array,
+                   num_per_exemplar: int, temperature: Array) -> Array:
+    means, _ = self.encode(params, exemplars)                 # [B, d]
+    means = jnp.repeat(means[:, None, :], num_per_exemplar, axis=1)
+    return self.decode(params, self._perturb(params, key, means, temperature))
+
+  @functools.cached_property
+  def _sample_like_jit(self):
+    return jax.jit(self._sample_like, static_argnums=(3,))
+
+  def cyclic_samples(self, params: Params, key: Array, start: Array,
+                     num_steps: int, temperature: float = 1.0) -> Array:
+    """Cyclic generation (App. B): each sample is the next step's exemplar.
+
+    Args:
+      params: model parameters.
+      key: a PRNG key.
+      start: [B, *event] first exemplars in data units (training images, or
+        noise, as in Fig. 6 and 7).
+      num_steps: the number of generations.
+      temperature: scales sigma.
+
+    Returns:
+      [num_steps, B, *event] samples in data units, one row per generation.
+    """
+    if num_steps < 1:
+      raise ValueError(f"num_steps={num_steps}; expected >= 1")
+    self.check_x(start, "start")
+
+    return self._cyclic_jit(params, key, start, num_steps, float(temperature))
+
+  @functools.cached_property
+  def _cyclic_jit(self):
+
+    def cyclic(params, key, start, num_steps, temperature):
+      def step(exemplars, step_key):
+        samples = self._sample_like(params, step_key, exemplars, 1,
+                                    temperature)[:, 0]
+        return samples, samples
+
+      _, chain = jax.lax.scan(step, start, jax.random.split(key, num_steps))
+      return chain
+
+    return jax.jit(cyclic, static_argnums=(3,))
+
+
+def build_evae(config: Any,
+               splits: Optional[sources.Splits] = None) -> ExemplarVAEModel:
+  """The Exemplar VAE of `config.vae` over the training split of `config.dataset`.
+
+  Args:
+    config: a config with the `vae` block of configs/vae_digits.py and
+      `vae.exemplar` options (leave_one_out, subsample_ratio, knn).
+    splits: the loaded dataset; loaded with the config's data options (the
+      same call the input pipeline makes) when None.
+
+  Returns:
+    An `ExemplarVAEModel` holding the training images as exemplars.
+  """
+  if splits is None:
+    splits = sources.load(
+        config.dataset, config.data_dir or None,
+        validation_fraction=config.data.validation_fraction,
+        test_fraction=config.data.test_fraction)
+  info = splits.info
+  return ExemplarVAEModel(
+      vae.make_network(config, info.event_shape, "exemplar"),
+      splits.train.images, num_levels=info.num_levels,
+      leave_one_out=config.vae.exemplar.leave_one_out,
+      subsample_ratio=config.vae.exemplar.subsample_ratio,
+      knn=config.vae.exemplar.knn, iwae_samples=config.vae.iwae_samples,
+      iwae_chunk=config.vae.iwae_chunk, name=config.model)
+

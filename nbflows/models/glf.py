@@ -1,0 +1,390 @@
+"""Generative latent flow (GLF, paper 5) and the VAE with a flow prior.
+
+An auto-encoder maps images to codes z = E(x), and a normalizing flow f maps
+the codes to a standard Gaussian, e = f(z). Sampling is e ~ N(0, I),
+z = f^-1(e), x = G(z). The flow is 4 coupling blocks (Fig. 1b), each two
+affine couplings on complementary halves (an `AffineCoupling` with
+mask="half" and an `MLPCoupler` of 3 dense layers) and a fixed random
+permutation.
+
+Objectives (L_recon = 0.5 ||x - G(z)||^2 summed over pixels, -log of a unit
+Gaussian decoder up to a constant; L_NLL = -log p_f(z), eq. 1):
+
+  GLF (eq. 5):              L_recon(x, G(E(x))) + L_NLL(f(sg[E(x)]))
+  regularised GLF (eq. 4):  beta * L_recon(x, G(E(x))) + L_NLL(f(E(x)))
+  VAE + flow prior (eq. 3): -(beta log p(x | z) + log p_f(z) - log q(z | x)),
+                            z ~ q(z | x)
+
+The stop-gradient sg[.] of eq. 5 keeps the flow's likelihood from shrinking
+the codes: without it (eq. 4), the log-det of f grows without bound as the
+codes' scale falls, and the encoder obliges (Sec. 3.3.1). Images are the grey
+levels in [0, 1] (App. B: no dequantisation); the decoder's sigmoid output is
+its mean, mapped back to data units for sampling.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = GLFModel(LatentFlowAutoEncoder(
+  ...     event_shape=(4, 4, 1), latent_dim=4, hidden=(8,), flow_hidden=(8, 8)),
+  ...     num_levels=17)
+  >>> batch = {"x": jnp.full((3, 4, 4, 1), 8.5)}
+  >>> params = model.init(jax.random.key(0), batch)
+  >>> model.sample(params, jax.random.key(1), 2).shape
+  (2, 4, 4, 1)
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nbflows.bijectors import base as bijector_base
+from nbflows.bijectors.coupling import AffineCoupling
+from nbflows.bijectors.couplers import MLPCoupler
+from nbflows.data import sources
+from nbflows.models import base
+from nbflows.models import flow
+from nbflows.models import vae
+
+Array = jax.Array
+Params = Any
+OBJECTIVES = ("stop_gradient", "regularised", "vae")
+
+
+class Permutation(bijector_base.Bijector):
+  """A fixed random permutation of the last axis (Fig. 1b, "P").
+
+  Forward: y = x[..., perm]; inverse: x = y[..., argsort(perm)]; log|det| = 0.
+
+  Attributes:
+    seed: fixes the permutation (drawn with NumPy, so it is a constant of
+      the model, not a parameter).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> layer = Permutation(seed=0)
+    >>> y, _ = layer.apply({}, jnp.arange(4.)[None], method="forward")
+    >>> x, _ = layer.apply({}, y, method="inverse")
+    >>> x.tolist()
+    [[0.0, 1.0, 2.0, 3.0]]
+  """
+  seed: int = 0
+
+  def _permutation(self, size: int) -> np.ndarray:
+    return np.random.default_rng(self.seed).permutation(size)
+
+  def forward(self, x: Array, cond: Optional[Array] = None):
+    del cond  # a permutation takes no condition
+    y = x[..., self._permutation(x.shape[-1])]
+    return y, jnp.zeros(x.shape[:-1], x.dtype)
+
+  def inverse(self, y: Array, cond: Optional[Array] = None):
+    del cond  # a permutation takes no condition
+    x = y[..., np.argsort(self._permutation(y.shape[-1]))]
+    return x, jnp.zeros(y.shape[:-1], y.dtype)
+
+
+class LatentFlow(bijector_base.Bijector):
+  """f: codes z [B, d] -> noise e [B, d], 4 blocks of Fig. 1b by default.
+
+  Attributes:
+    num_blocks: coupling blocks (paper 5: 4).
+    hidden: hidden widths of each coupler; with its output layer the coupler
+      has len(hidden) + 1 dense layers (paper 5: 3 layers of k = 64 units for
+      MNIST, so hidden=(64, 64)).
+    seed: seeds the blocks' permutations (block b uses seed + b).
+  """
+  num_blocks: int = 4
+  hidden: Sequence[int] = (64, 64)
+  seed: int = 0
+
+  def setup(self):
+    if self.num_blocks < 1:
+      raise ValueError(f"num_blocks={self.num_blocks}; expected >= 1")
+    layers = []
+    for b in range(self.num_blocks):
+      for parity in (0, 1):
+        layers.append(AffineCoupling(
+            mask="half", parity=parity,
+            coupler=MLPCoupler(hidden=tuple(self.hidden))))
+      layers.append(Permutation(seed=self.seed + b))
+    self.chain = flow.Chain(tuple(layers))
+
+  def forward(self, z: Array, cond: Optional[Array] = None):
+    del cond  # the latent flow is unconditional
+    return self.chain.forward(z)
+
+  def inverse(self, e: Array, cond: Optional[Array] = None):
+    del cond  # the latent flow is unconditional
+    return self.chain.inverse(e)
+
+  def log_prob(self, z: Array) -> Array:
+    """log p_f(z) = log N(f(z); 0, I) + log|det df/dz| (eq. 1), shape [B]."""
+    e, logdet = self.forward(z)
+    return vae.standard_normal_log_prob(e) + logdet
+
+
+class LatentFlowAutoEncoder(nn.Module):
+  """Encoder, decoder (the `vae` family) and a latent flow.
+
+  Attributes:
+    event_shape: the image shape.
+    latent_dim: d_z (paper 5: 20 for MNIST).
+    hidden: encoder/decoder hidden widths.
+    activation: "relu" or "gated".
+    flow_blocks: coupling blocks of the latent flow.
+    flow_hidden: hidden widths of each coupler.
+    flow_seed: seeds the permutations.
+  """
+  event_shape: Tuple[int, ...]
+  latent_dim: int = 20
+  hidden: Sequence[int] = (300, 300)
+  activation: str = "relu"
+  flow_blocks: int = 4
+  flow_hidden: Sequence[int] = (64, 64)
+  flow_seed: int = 0
+
+  def setup(self):
+    if self.latent_dim < 2:
+      raise ValueError(f"latent_dim={self.latent_dim}; the coupling flow "
+                       "needs at least 2 latent dimensions")
+    self.encoder = vae.GaussianEncoder(self.latent_dim, self.hidden,
+                                       self.activation)
+    self.decoder = vae.Decoder(tuple(self.event_shape), self.hidden,
+                               self.activation)
+    self.flow = LatentFlow(self.flow_blocks, self.flow_hidden, self.flow_seed)
+
+  def __call__(self, x: Array) -> Array:
+    """Encodes, scores and decodes `x` in [0, 1]; `init` makes every parameter."""
+    mean, _ = self.encoder(x)
+    self.flow.log_prob(mean)
+    return self.decoder(mean)
+
+  def encode(self, x: Array) -> Tuple[Array, Array]:
+    """(mean, log variance) [B, d]; GLF uses the mean as its code."""
+    return self.encoder(x)
+
+  def decode(self, z: Array) -> Array:
+    """Decoder means in [0, 1], [..., *event_shape]."""
+    return jax.nn.sigmoid(self.decoder(z))
+
+  def flow_log_prob(self, z: Array) -> Array:
+    """log p_f(z) [B]."""
+    return self.flow.log_prob(z)
+
+  def to_noise(self, z: Array) -> Tuple[Array, Array]:
+    """e = f(z) and log|det df/dz|."""
+    return self.flow.forward(z)
+
+  def from_noise(self, e: Array) -> Tuple[Array, Array]:
+    """z = f^-1(e) and log|det df^-1/de|."""
+    return self.flow.inverse(e)
+
+
+def reconstruction_loss(x: Array, mean: Array) -> Array:
+  """L_recon = 0.5 sum_i (x_i - G(z)_i)^2 over each event, shape [B]."""
+  return 0.5 * jnp.sum(jnp.square(x - mean).reshape(x.shape[0], -1), axis=-1)
+
+
+class GLFModel(base.Model):
+  """GLF, regularised GLF or VAE + flow prior behind the `Model` facade.
+
+  Args:
+    module: a `LatentFlowAutoEncoder`.
+    num_levels: L, the number of pixel values.
+    objective: "stop_gradient" (GLF, eq. 5), "regularised" (eq. 4) or "vae"
+      (VAE + flow prior, eq. 3).
+    beta: the reconstruction weight of eq. 3 and 4 (unused by eq. 5).
+    name: the config's model name.
+  """
+
+  def __init__(self, module: LatentFlowAutoEncoder, num_levels: int,
+               objective: str = "stop_gradient", beta: float = 1.0,
+               name: str = "glf"):
+    super().__init__(module, module.event_shape, "none", name,
+                     num_levels=num_levels)
+    if objective not in OBJECTIVES:
+      raise ValueError(f"objective={objective!r}; expected one of "
+                       f"{OBJECTIVES}")
+    if not beta > 0:
+      raise ValueError(f"beta={beta}; expected > 0")
+    if num_levels < 2:
+      raise ValueError(f"num_levels={num_levels}; expected >= 2 pixel values")
+    self.objective = objective
+    self.beta = beta
+
+  def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
+    """Initialises the networks from a batch of images in data units."""
+    x = batch["x"]
+    self.check_x(x)
+    return self.module.init(key, vae.grey_levels(x, self.num_levels))
+
+  def encode(self, params: Params, x: Array) -> Array:
+    """The codes z = E(x) [B, d] (the posterior mean for the VAE objective)."""
+    mean, _ = self.module.apply(params, vae.grey_levels(x, self.num_levels),
+                                method="encode")
+    return mean
+
+  def decode(self, params: Params, z: Array) -> Array:
+    """G(z) in data units, [B, *event_shape]."""
+    return vae.to_data_units(self.module.apply(params, z, method="decode"),
+                             self.num_levels)
+
+  def terms(self, params: Params, x: Array, key: Array) -> Dict[str, Array]:
+    """Per-example reconstruction, NLL and (VAE) entropy terms, each [B].
+
+    Returns:
+      {"reconstruction": L_recon, "nll": -log p_f(z) with the objective's
+      stop-gradient, "log_q": log q(z | x) (zero for the auto-encoders),
+      "codes": z [B, d]}.
+    """
+    grey = vae.grey_levels(x, self.num_levels)
+    mean, log_variance = self.module.apply(params, grey, method="encode")
+    if self.objective == "vae":
+      z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(key,
+                                                                 mean.shape)
+      log_q = vae.diagonal_gaussian_log_prob(z, mean, log_variance)
+    else:
+      z, log_q = mean, jnp.zeros(mean.shape[0], mean.dtype)
+    flow_input = (jax.lax.stop_gradient(z)
+                  if self.objective == "stop_gradient" else z)
+    nll = -self.module.apply(params, flow_input, method="flow_log_prob")
+    reconstruction = reconstruction_loss(
+        grey, self.module.apply(params, z, method="decode"))
+    return {"reconstruction": reconstruction, "nll": nll, "log_q": log_q,
+            "codes": z}
+
+  def loss(self, params: Params, batch: Mapping[str, Array],
+           key: Array) -> Tuple[Array, Dict[str, Array]]:
+    """Eq. 5, 4 or 3 (per `objective`), mean over the batch.
+
+    Metrics: loss, reconstruction (L_recon), nll (L_NLL), latent_scale (the
+    codes' standard deviation over the batch, averaged over dimensions: the
+    quantity that collapses under eq. 4) and, for the VAE, log_q.
+    """
+    t = self.terms(params, batch["x"], key)
+    weight = 1.0 if self.objective == "stop_gradient" else self.beta
+    per_example = weight * t["reconstruction"] + t["nll"] + t["log_q"]
+    loss = jnp.mean(per_example)
+    metrics = {"loss": loss, "reconstruction": jnp.mean(t["reconstruction"]),
+               "nll": jnp.mean(t["nll"]),
+               "latent_scale": jnp.mean(jnp.std(t["codes"], axis=0))}
+    if self.objective == "vae":
+      metrics["log_q"] = jnp.mean(t["log_q"])
+    return loss, metrics
+
+  def eval_metrics(self, params: Params, batch: Mapping[str, Array],
+                   key: Array) -> Dict[str, Array]:
+    """Per-example {"loss", "reconstruction", "nll"} ([B] each)."""
+    t = self.terms(params, batch["x"], key)
+    weight = 1.0 if self.objective == "stop_gradient" else self.beta
+    return {"loss": weight * t["reconstruction"] + t["nll"] + t["log_q"],
+            "reconstruction": t["reconstruction"], "nll": t["nll"]}
+
+  # --------------------------------------------------------------- sampling
+  def sample(self, params: Params, key: Array, n_or_cond: Any,
+             temperature: float = 1.0) -> Array:
+    """x = G(f^-1(e)), e ~ N(0, T^2 I); [n, *event] in data units."""
+    if not isinstance(n_or_cond, int) or n_or_cond < 1:
+      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
+                       "unconditional and expects a number of samples >= 1")
+    if not temperature >= 0:
+      raise ValueError(f"temperature={temperature}; expected >= 0")
+    return self._sample_jit(params, key, n_or_cond, float(temperature))
+
+  @functools.cached_property
+  def _sample_jit(self):
+
+    def sample(params, key, num, temperature):
+      e = temperature * jax.random.normal(key, (num, self.module.latent_dim))
+      return self._decode_noise_jit(params, e)
+
+    return jax.jit(sample, static_argnums=(2,))
+
+  def decode_noise(self, params: Params, e: Array) -> Array:
+    """x = G(f^-1(e)) [B, *event] in data units for noise e [B, d]."""
+    return self._decode_noise_jit(params, e)
+
+  @functools.cached_property
+  def _decode_noise_jit(self):
+
+    def decode_noise(params, e):
+      z, _ = self.module.apply(params, e, method="from_noise")
+      return self.decode(params, z)
+
+    return jax.jit(decode_noise)
+
+  def interpolate(self, params: Params, e_start: Array, e_end: Array,
+                  num_steps: int) -> Array:
+    """Images along the straight line between two noise vectors (Fig. 2f).
+
+    Args:
+      params: model parameters.
+      e_start: [d] noise at t = 0.
+      e_end: [d] noise at t = 1.
+      num_steps: points on the line, ends included (>= 2).
+
+    Returns:
+      [num_steps, *event] images in data units.
+    """
+    if num_steps < 2:
+      raise ValueError(f"num_steps={num_steps}; expected >= 2")
+    t = jnp.linspace(0.0, 1.0, num_steps)[:, None]
+    return self.decode_noise(params, (1 - t) * e_start + t * e_end)
+
+  # ------------------------------------------------ what GLF does not offer
+  def log_prob(self, params: Params, x: Array, cond: Any = None) -> Array:
+    """GLF has no density on images (its decoder is deterministic).
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(
+        f"model {self.name!r} has no density on images; the latent flow's "
+        "-log p(z) is eval_metrics(...)['nll']")
+
+  def forward(self, params: Params, x: Array, cond: Any = None):
+    """Images are not mapped bijectively; use `encode` and the flow.
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(f"model {self.name!r} is an auto-encoder, not a"
+                              " bijection on images; use encode(params, x)")
+
+  def inverse(self, params: Params, z: Array, cond: Any = None):
+    """Images are not mapped bijectively; use `decode_noise`.
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(f"model {self.name!r} is an auto-encoder, not a"
+                              " bijection on images; use decode_noise(params,"
+                              " e)")
+
+
+def _build(config: Any, objective: str) -> GLFModel:
+  info = sources.dataset_info(config.dataset)
+  module = LatentFlowAutoEncoder(
+      event_shape=tuple(info.event_shape), latent_dim=config.glf.latent_dim,
+      hidden=tuple(config.glf.hidden), activation=config.glf.activation,
+      flow_blocks=config.glf.flow_blocks,
+      flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed)
+  return GLFModel(module, info.num_levels, objective, config.glf.beta,
+                  name=config.model)
+
+
+def build_glf(config: Any) -> GLFModel:
+  """GLF; `config.glf.objective` picks eq. 5 ("stop_gradient") or eq. 4."""
+  if config.glf.objective not in ("stop_gradient", "regularised"):
+    raise ValueError(f"config.glf.objective={config.glf.objective!r}; "
+                     "expected 'stop_gradient' or 'regularised' for model glf")
+  return _build(config, config.glf.objective)
+
+
+def build_vae_flowprior(config: Any) -> GLFModel:
+  """The VAE with a latent-flow prior and reconstruction weight beta (eq. 3)."""
+  return _build(config, "vae")

@@ -1,0 +1,146 @@
+"""Glow-style multi-scale flow (Kingma & Dhariwal 2018, Sec. 3 and Fig. 2).
+
+The "glow" model: data units -> Rescale -> Logit(alpha) -> per scale a
+squeeze, K steps of
+
+  ActNorm -> invertible 1x1 convolution (LU) -> affine coupling (channel mask)
+
+and, on every scale but the last, half of the channels factored out. The
+1x1 convolution learns the channel mixing that RealNVP gets from
+alternating masks, so every coupling keeps the first half of the channels
+(paper 1, Sec. 2.1: "learn a linear layer to better capture the correlations
+along dimensions"). As for RealNVP, z has the shape of x (the factored-out
+parts are put back through the inverse squeezes), the prior is a standard
+normal, and ``conditional=True`` builds every coupling conditional.
+
+Unlike RealNVP, a fresh Glow is not the identity: ActNorm is initialised
+from the first batch (zero mean, unit variance per channel) and the 1x1
+convolutions start as random rotations. With ``scan=True`` the K identical
+steps of a scale are stacked with `nn.scan` (off by default, see
+`flow.Repeat`); ActNorm's data-dependent initialisation then still sees
+each step's own input.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+
+from nbflows.bijectors import actnorm
+from nbflows.bijectors import base as base_bijector
+from nbflows.bijectors import conv1x1
+from nbflows.bijectors import coupling
+from nbflows.bijectors import couplers
+from nbflows.data import sources
+from nbflows.models import base
+from nbflows.models import flow
+
+MIN_SPATIAL_SIZE = 2   # the last squeeze may go down to 2 x 2 pixels
+
+
+def max_num_scales(height: int, width: int) -> int:
+  """The most scales an H x W image allows: each squeezes, down to 2 x 2.
+
+  Example:
+    >>> max_num_scales(8, 8), max_num_scales(28, 28), max_num_scales(32, 32)
+    (2, 2, 4)
+  """
+  scales = 0
+  while (height % 2 == 0 and width % 2 == 0 and
+         min(height, width) // 2 >= MIN_SPATIAL_SIZE):
+    height, width, scales = height // 2, width // 2, scales + 1
+  return scales
+
+
+def glow_step(hidden_channels: int, num_res_blocks: int,
+              conditional: bool = False) -> flow.Chain:
+  """One step of flow: ActNorm -> Conv1x1 -> channel-mask affine coupling.
+
+  Args:
+    hidden_channels: width of the coupler's conv net.
+    num_res_blocks: residual blocks of the coupler.
+    conditional: whether the coupling takes `cond` (concatenated to its
+      coupler's input, paper 1, eq. 8); ActNorm and Conv1x1 never do.
+
+  Returns:
+    A `flow.Chain` of the three layers.
+  """
+  coupler = couplers.ConvCoupler(hidden=hidden_channels,
+                                 num_blocks=num_res_blocks,
+                                 cond_mode="concat" if conditional else None)
+  return flow.Chain((
+      actnorm.ActNorm(), conv1x1.Conv1x1(),
+      coupling.AffineCoupling(mask="channel", parity=0, coupler=coupler,
+                              conditional=conditional)))
+
+
+def multiscale_transform(event_shape: Sequence[int], num_scales: int,
+                         steps_per_scale: int, hidden_channels: int,
+                         num_res_blocks: int, conditional: bool = False,
+                         scan: bool = False) -> flow.MultiScale:
+  """Glow's multi-scale transform of [B, H, W, C] images.
+
+  Args:
+    event_shape: (H, W, C).
+    num_scales: the number of scales L, 1 to `max_num_scales(H, W)`.
+    steps_per_scale: K, the steps of flow per scale.
+    hidden_channels: width of the couplers' conv nets.
+    num_res_blocks: residual blocks per coupler.
+    conditional: build every coupling conditional; each scale then needs a
+      condition (see `flow.MultiScale`).
+    scan: stack the K steps of a scale with `nn.scan`.
+
+  Returns:
+    A `flow.MultiScale` whose forward maps x to z of the same shape.
+
+  Raises:
+    ValueError: for a non-image event shape, too many scales or K < 1.
+  """
+  event_shape = tuple(event_shape)
+  if len(event_shape) != 3:
+    raise ValueError(f"event_shape={event_shape}; the Glow model needs "
+                     "images (H, W, C)")
+  limit = max_num_scales(*event_shape[:2])
+  if not 1 <= num_scales <= limit:
+    raise ValueError(
+        f"num_scales={num_scales}; {event_shape[0]}x{event_shape[1]} images "
+        f"allow 1 to {limit} (every scale squeezes, down to "
+        f"{MIN_SPATIAL_SIZE}x{MIN_SPATIAL_SIZE})")
+  if steps_per_scale < 1:
+    raise ValueError(f"steps_per_scale={steps_per_scale}; expected >= 1")
+
+  def steps() -> base_bijector.Bijector:
+    if scan:
+      return flow.Repeat(
+          step=glow_step(hidden_channels, num_res_blocks, conditional),
+          length=steps_per_scale)
+    return flow.Chain(tuple(
+        glow_step(hidden_channels, num_res_blocks, conditional)
+        for _ in range(steps_per_scale)))
+
+  scale = None
+  for _ in range(num_scales):
+    scale = flow.MultiScale(squeeze=True, after=steps(), inner=scale)
+  return scale
+
+
+def build_glow(config: ml_collections.ConfigDict) -> base.Model:
+  """The "glow" model on `config.dataset`'s images.
+
+  Uses config.flow.{num_scales, couplings_per_scale (K, steps per scale),
+  hidden_channels, num_res_blocks, logit_alpha}.
+  """
+  info = sources.dataset_info(config.dataset)
+  if len(info.event_shape) != 3:
+    raise ValueError(f"model 'glow' needs images; dataset {config.dataset!r} "
+                     f"has event shape {info.event_shape} (use 'rnvp_mlp' or "
+                     "'maf' for vectors)")
+  transform = multiscale_transform(
+      info.event_shape, config.flow.num_scales,
+      config.flow.couplings_per_scale, config.flow.hidden_channels,
+      config.flow.num_res_blocks)
+  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
+                          num_levels=info.num_levels,
+                          logit_alpha=config.flow.logit_alpha)
+  return base.Model(module, info.event_shape, name=config.model,
+                    num_classes=info.num_classes, num_levels=info.num_levels)

@@ -1,0 +1,154 @@
+"""Neighbourhood conditioned transformations, NCT (paper 1, Sec. 2.2, eq. 8).
+
+Every coupling layer's scale and shift also see the neighbourhood N:
+
+  y_A = x_A
+  y_B = x_B * s(x_A, N) + t(x_A, N)                                  (eq. 8)
+
+so z = q_N(x) and z ~ N(0, I) (Alg. 1). The neighbourhood enters the
+couplers by concatenation along channels, resized to each layer's spatial
+size in the multi-scale architecture (`nbflows.bijectors.ConvCoupler` with
+cond_mode "concat").
+
+What the couplers see (`condition`), computed from the neighbours in the
+logit space of the flow's input (they are preprocessed like x):
+  * "pool" (default): the mean and standard deviation over the k neighbours
+    of every pixel, [B, H, W, 2C]. It does not depend on the order of the
+    neighbours and works for any k at test time.
+  * "concat": the k neighbours side by side along channels, [B, H, W, kC],
+    as in the paper; k is fixed when the model is built.
+Scale s of the multi-scale transform (s = 0 the finest) receives this
+summary squeezed s times, [B, H / 2^s, W / 2^s, 4^s c], which has the
+spatial size of that scale's input and loses nothing; the layers after a
+scale's squeeze get it resized to their size by the coupler.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from configs import nct_digits
+  >>> model = build_nct(nct_digits.get_config("quick"))
+  >>> x = jnp.full((2, 8, 8, 1), 8.5)
+  >>> neighbours = jnp.full((2, 5, 8, 8, 1), 8.5)
+  >>> params = model.init(jax.random.key(0), {"x": x, "neighbours": neighbours})
+  >>> model.log_prob(params, x, neighbours).shape
+  (2,)
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from nbflows import bijectors
+from nbflows.bijectors import base as bijector_base
+from nbflows.models import ncl
+from nbflows.models import realnvp
+
+Array = jax.Array
+CONDITIONS = ("pool", "concat")
+
+
+def pool_neighbourhood(neighbours: Array) -> Array:
+  """Mean and standard deviation over the neighbours: [B, k, H, W, C] -> [B, H, W, 2C].
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> n = jnp.stack([jnp.zeros((1, 2, 2, 1)), 2 * jnp.ones((1, 2, 2, 1))], 1)
+    >>> pool_neighbourhood(n)[0, 0, 0].tolist()   # mean 1, std 1
+    [1.0, 1.0]
+  """
+  return jnp.concatenate([neighbours.mean(axis=1), neighbours.std(axis=1)],
+                         axis=-1)
+
+
+def concat_neighbourhood(neighbours: Array) -> Array:
+  """The neighbours side by side on channels: [B, k, H, W, C] -> [B, H, W, kC]."""
+  moved = jnp.moveaxis(neighbours, 1, -2)                  # [B, H, W, k, C]
+  return moved.reshape(*moved.shape[:-2], -1)
+
+
+class NCTTransform(bijector_base.Bijector):
+  """A conditional multi-scale flow q_N(x) given a neighbourhood (eq. 8).
+
+  `cond` is the neighbourhood [B, k, H, W, C] in the flow's input space; it
+  is summarised (`condition`) and squeezed once per scale.
+
+  Attributes:
+    transform: a `flow.MultiScale` built with conditional couplings.
+    condition: "pool" or "concat" (see the module docstring).
+    num_neighbours: k; required by "concat", which only takes that k.
+  """
+  transform: nn.Module = None
+  condition: str = "pool"
+  num_neighbours: Optional[int] = None
+  conditional = True
+
+  def _check(self, x: Array, cond: Optional[Array]) -> None:
+    ncl.check_neighbourhood(cond, x.shape[1:], x.shape[0])
+    if self.condition not in CONDITIONS:
+      raise ValueError(f"condition={self.condition!r}; expected one of "
+                       f"{CONDITIONS}")
+    if self.condition == "concat" and cond.shape[1] != self.num_neighbours:
+      raise ValueError(
+          f"cond has shape {tuple(cond.shape)}, {cond.shape[1]} neighbours; "
+          f"condition='concat' was built for k={self.num_neighbours} "
+          "(use condition='pool' for any k)")
+
+  def scale_conditions(self, cond: Array) -> Tuple[Array, ...]:
+    """One condition per scale: the summary squeezed s times at scale s."""
+    if self.condition == "pool":
+      summary = pool_neighbourhood(cond)
+    else:
+      summary = concat_neighbourhood(cond)
+    conditions = [summary]
+    for _ in range(self.transform.num_scales - 1):
+      conditions.append(bijectors.squeeze(conditions[-1]))
+    return tuple(conditions)
+
+  def forward_targets(self, targets: Array, cond: Array
+                      ) -> Tuple[Array, Array]:
+    """Forward of P targets per neighbourhood: [P, B, *event] -> (y, [P, B])."""
+    num, batch = targets.shape[:2]
+    flat = targets.reshape(num * batch, *targets.shape[2:])
+    self._check(flat[:batch], cond)
+    tiled = jnp.tile(cond, (num,) + (1,) * (cond.ndim - 1))
+    y, logdet = self.transform.forward(flat, self.scale_conditions(tiled))
+    return y.reshape(targets.shape), logdet.reshape(num, batch)
+
+  def forward(self, x: Array, cond: Optional[Array] = None
+              ) -> Tuple[Array, Array]:
+    self._check(x, cond)
+    return self.transform.forward(x, self.scale_conditions(cond))
+
+  def inverse(self, y: Array, cond: Optional[Array] = None
+              ) -> Tuple[Array, Array]:
+    self._check(y, cond)
+    return self.transform.inverse(y, self.scale_conditions(cond))
+
+
+def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
+  """The "nct" model: multi-scale RealNVP with eq. 8 couplings.
+
+  Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
+  num_res_blocks, logit_alpha}, config.nct.condition ("pool" or
+  "concat"), config.neighbours.k (for "concat") and config.contrastive.
+  """
+  info = ncl.image_info(config)
+  if config.nct.condition not in CONDITIONS:
+    raise ValueError(f"config.nct.condition={config.nct.condition!r}; "
+                     f"expected one of {CONDITIONS}")
+  transform = realnvp.multiscale_transform(
+      info.event_shape, config.flow.num_scales,
+      config.flow.couplings_per_scale, config.flow.hidden_channels,
+      config.flow.num_res_blocks, conditional=True)
+  module = ncl.NeighbourhoodFlow(
+      transform=NCTTransform(transform=transform,
+                             condition=config.nct.condition,
+                             num_neighbours=config.neighbours.k),
+      event_shape=info.event_shape, num_levels=info.num_levels,
+      logit_alpha=config.flow.logit_alpha)
+  return ncl.NeighbourhoodModel(module, info.event_shape, config.model,
+                                info.num_levels, info.num_classes,
+                                ncl.contrastive_settings(config))

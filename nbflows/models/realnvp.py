@@ -1,0 +1,190 @@
+"""RealNVP (Dinh et al. 2016), the base flow of paper 1 (Sec. 2.1, eq. 6).
+
+Images ("rnvp"): data units -> Rescale -> Logit(alpha) -> multi-scale
+transform. Each scale but the last applies `couplings_per_scale` affine
+couplings with alternating checkerboard masks, a squeeze, as many couplings
+with alternating channel masks, and factors out half of the channels; the
+last scale applies 4 checkerboard couplings (Dinh et al. 2016, Sec. 4.1).
+Couplers are `ConvCoupler`s (residual conv nets, zero-initialised output),
+so after the preprocessing a fresh model is the identity.
+
+Vectors ("rnvp_mlp"): `num_layers` couplings with alternating "half" masks
+and MLP couplers on [B, D] data (images flattened to D-vectors), with no
+preprocessing for continuous data (the benchmark's architecture,
+``shared/bench/torch_realnvp.py --arch mlp``).
+
+Both take ``conditional=True`` to build every coupling conditional (paper 1,
+eq. 8: the condition is concatenated to the coupler's input, resized to its
+spatial size); NCT subclasses `FlowModel` and supplies the condition of each
+scale through `FlowModel.transform_condition`.
+
+With ``scan=True`` consecutive couplings are stacked in pairs of opposite
+parity with `nn.scan`; it is off by default (see `flow.Repeat` for why).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import ml_collections
+
+from nbflows.bijectors import coupling
+from nbflows.bijectors import couplers
+from nbflows.data import sources
+from nbflows.models import base
+from nbflows.models import flow
+
+MIN_SPATIAL_SIZE = 4        # no scale works on images smaller than 4 x 4
+
+
+def max_num_scales(height: int, width: int) -> int:
+  """The most scales an H x W image allows.
+
+  Every scale but the last squeezes (halves H and W), which needs an even
+  size, and no scale may work below `MIN_SPATIAL_SIZE` pixels a side.
+
+  Example:
+    >>> max_num_scales(8, 8), max_num_scales(28, 28), max_num_scales(32, 32)
+    (2, 3, 4)
+  """
+  scales = 1
+  while (height % 2 == 0 and width % 2 == 0 and
+         min(height, width) // 2 >= MIN_SPATIAL_SIZE):
+    height, width, scales = height // 2, width // 2, scales + 1
+  return scales
+
+
+def coupling_stack(num_couplings: int, mask: str,
+                   make_coupler: Callable[[], nn.Module], conditional: bool,
+                   scan: bool) -> flow.Chain:
+  """`num_couplings` affine couplings with alternating parity 0, 1, 0, ...
+
+  Args:
+    num_couplings: the number of couplings, >= 1.
+    mask: "checkerboard", "channel" or "half" (see `coupling.make_mask`).
+    make_coupler: returns a fresh coupler network for each coupling.
+    conditional: whether every coupling takes `cond`.
+    scan: stack pairs of opposite parity with `nn.scan` (`flow.alternating`).
+
+  Returns:
+    A `flow.Chain` of the couplings.
+  """
+
+  def make(parity: int) -> coupling.AffineCoupling:
+    return coupling.AffineCoupling(mask=mask, parity=parity,
+                                   coupler=make_coupler(),
+                                   conditional=conditional)
+
+  return flow.alternating(num_couplings, make, scan)
+
+
+def multiscale_transform(event_shape: Sequence[int], num_scales: int,
+                         couplings_per_scale: int, hidden_channels: int,
+                         num_res_blocks: int, conditional: bool = False,
+                         scan: bool = False,
+                         last_scale_couplings: int = 4) -> flow.MultiScale:
+  """RealNVP's multi-scale transform of [B, H, W, C] images.
+
+  Args:
+    event_shape: (H, W, C).
+    num_scales: the number of scales, 1 to `max_num_scales(H, W)`.
+    couplings_per_scale: checkerboard (and channel) couplings per scale.
+    hidden_channels: width of the couplers' conv nets.
+    num_res_blocks: residual blocks per coupler.
+    conditional: build every coupling conditional (NCT, eq. 8); each scale
+      then needs a condition (see `flow.MultiScale`).
+    scan: stack pairs of couplings with `nn.scan`.
+    last_scale_couplings: checkerboard couplings of the last scale (4 in
+      Dinh et al. 2016, Sec. 4.1).
+
+  Returns:
+    A `flow.MultiScale` whose forward maps x to z of the same shape.
+
+  Raises:
+    ValueError: for a non-image event shape or too many scales.
+  """
+  event_shape = tuple(event_shape)
+  if len(event_shape) != 3:
+    raise ValueError(f"event_shape={event_shape}; the multi-scale RealNVP "
+                     "needs images (H, W, C)")
+  limit = max_num_scales(*event_shape[:2])
+  if not 1 <= num_scales <= limit:
+    raise ValueError(
+        f"num_scales={num_scales}; {event_shape[0]}x{event_shape[1]} images "
+        f"allow 1 to {limit} (each squeeze halves the size, down to "
+        f"{MIN_SPATIAL_SIZE}x{MIN_SPATIAL_SIZE})")
+  cond_mode = "concat" if conditional else None
+
+  def make_coupler() -> nn.Module:
+    return couplers.ConvCoupler(hidden=hidden_channels,
+                                num_blocks=num_res_blocks, cond_mode=cond_mode)
+
+  def stack(num: int, mask: str) -> flow.Chain:
+    return coupling_stack(num, mask, make_coupler, conditional, scan)
+
+  scale = flow.MultiScale(before=stack(last_scale_couplings, "checkerboard"))
+  for _ in range(num_scales - 1):
+    scale = flow.MultiScale(
+        before=stack(couplings_per_scale, "checkerboard"), squeeze=True,
+        after=stack(couplings_per_scale, "channel"), inner=scale)
+  return scale
+
+
+def vector_transform(num_layers: int, hidden: Sequence[int],
+                     conditional: bool = False,
+                     scan: bool = False) -> flow.Chain:
+  """RealNVP with "half"-mask MLP couplings for [B, D] vectors.
+
+  Args:
+    num_layers: the number of couplings (alternating halves).
+    hidden: widths of each coupler's hidden layers.
+    conditional: build every coupling conditional.
+    scan: stack pairs of couplings with `nn.scan`.
+
+  Returns:
+    A `flow.Chain` of the couplings.
+  """
+  cond_mode = "concat" if conditional else None
+  return coupling_stack(
+      num_layers, "half",
+      lambda: couplers.MLPCoupler(hidden=tuple(hidden), cond_mode=cond_mode),
+      conditional, scan)
+
+
+def build_rnvp(config: ml_collections.ConfigDict) -> base.Model:
+  """The "rnvp" model: multi-scale RealNVP on `config.dataset`'s images.
+
+  Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
+  num_res_blocks, logit_alpha}.
+  """
+  info = sources.dataset_info(config.dataset)
+  if len(info.event_shape) != 3:
+    raise ValueError(f"model 'rnvp' needs images; dataset {config.dataset!r} "
+                     f"has event shape {info.event_shape} (use 'rnvp_mlp' or "
+                     "'maf' for vectors)")
+  transform = multiscale_transform(
+      info.event_shape, config.flow.num_scales,
+      config.flow.couplings_per_scale, config.flow.hidden_channels,
+      config.flow.num_res_blocks)
+  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
+                          num_levels=info.num_levels,
+                          logit_alpha=config.flow.logit_alpha)
+  return base.Model(module, info.event_shape, name=config.model,
+                    num_classes=info.num_classes, num_levels=info.num_levels)
+
+
+def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.Model:
+  """The "rnvp_mlp" model: RealNVP with MLP couplings on D-vectors.
+
+  Images are flattened to D-vectors (z is reshaped back). Uses
+  config.flow.{num_layers, mlp_hidden, logit_alpha}; discrete data
+  (`num_levels` set) are rescaled and logit-transformed first.
+  """
+  info = sources.dataset_info(config.dataset)
+  transform = flow.Flattened(
+      inner=vector_transform(config.flow.num_layers, config.flow.mlp_hidden))
+  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
+                          num_levels=info.num_levels,
+                          logit_alpha=config.flow.logit_alpha)
+  return base.Model(module, info.event_shape, name=config.model,
+                    num_classes=info.num_classes, num_levels=info.num_levels)

@@ -1,0 +1,73 @@
+"""`build_model(config)`: the model named by `config.model`, ready to train.
+
+`BUILDERS` maps each model name to a function `config -> Model`; a new model
+adds one line here. Builders read the dataset's shape and number of levels
+from `nbflows.data.sources.dataset_info(config.dataset)`, so no data are
+loaded to build a model.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import ml_collections
+
+from nbflows.models import base
+from nbflows.models import ccrnvp
+from nbflows.models import exemplar_vae
+from nbflows.models import glf
+from nbflows.models import glow
+from nbflows.models import kde
+from nbflows.models import lgf
+from nbflows.models import maf
+from nbflows.models import ncl
+from nbflows.models import nct
+from nbflows.models import nif_flow
+from nbflows.models import realnvp
+from nbflows.models import vae
+
+Builder = Callable[[ml_collections.ConfigDict], base.Model]
+
+BUILDERS: Dict[str, Builder] = {
+    "rnvp": realnvp.build_rnvp,
+    "rnvp_mlp": realnvp.build_rnvp_mlp,
+    "glow": glow.build_glow,
+    "maf": maf.build_maf,
+    "vae": vae.build_vae,
+    "vampprior": vae.build_vampprior,
+    "evae": exemplar_vae.build_evae,   # loads the training split: its exemplars
+    "glf": glf.build_glf,
+    "vae_flowprior": glf.build_vae_flowprior,
+    "ncl": ncl.build_ncl,
+    "nct": nct.build_nct,
+    "ccrnvp": ccrnvp.build_ccrnvp,
+    "kde": kde.build_kde,
+    "lgf_maf": lgf.build_lgf_maf,
+    "lgf_rnvp": lgf.build_lgf_rnvp,
+    "nif_flow": nif_flow.build_nif_flow,
+}
+
+
+def build_model(config: ml_collections.ConfigDict) -> base.Model:
+  """Builds the `Model` named by `config.model` for `config.dataset`.
+
+  Args:
+    config: a config from `configs/` (model, dataset and the model's
+      section, e.g. `config.flow`).
+
+  Returns:
+    The `Model` facade; call `model.init(key, batch)` for its parameters.
+
+  Raises:
+    ValueError: if `config.model` is unknown (the message lists the known
+      names), or the dataset does not suit the model.
+
+  Example:
+    >>> from configs import default
+    >>> model = build_model(default.get_config("quick"))
+    >>> model.name, model.event_shape
+    ('rnvp', (8, 8, 1))
+  """
+  if config.model not in BUILDERS:
+    raise ValueError(f"unknown model {config.model!r}; expected one of "
+                     f"{sorted(BUILDERS)}")
+  return BUILDERS[config.model](config)

@@ -1,0 +1,553 @@
+"""VAEs on dynamically binarised images: Gaussian prior and VampPrior.
+
+The encoder/decoder family shared by the Exemplar VAE (paper 3) and GLF
+(paper 5): the "VAE" architecture of paper 3, App. D.1 (after Tomczak &
+Welling's VampPrior code),
+
+  Encoder(x)     = MLP[D - 300 - 300] with gated units (Dauphin et al.)
+  mu(x)          = Dense[300 - d_z]
+  log Lambda(x)  = hardtanh(Dense[300 - d_z], -6, 2)
+  decoder logits = MLP[d_z - 300 - 300 - D] (gated hidden units)
+
+with q(z | x) = N(mu(x), diag Lambda(x)) (eq. 11) and a Bernoulli decoder
+p(x | z). Training images are binarised afresh at every step (dynamic
+binarisation, paper 3, Sec. 5 and App. D.2): pixel k of a uint8 image is on
+with probability k / (L - 1), its grey level in [0, 1].
+
+The objective is the single-sample ELBO (paper 3, eq. 9 and 13)
+
+  ELBO(x) = log p(x | z) + log p(z) - log q(z | x),   z ~ q(z | x),
+
+so that the KL term is estimated the same way for every prior (paper 3,
+Table 9). The test log-likelihood is the IWAE bound (Burda et al., 2015)
+over S importance samples, as in paper 3, Sec. 5.
+
+Priors here: the standard Gaussian, and the VampPrior (Tomczak & Welling,
+2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k in
+[0, 1]^D. The exemplar prior is `nbflows.models.exemplar_vae`; the latent
+flow prior of paper 5 (eq. 3) is `nbflows.models.glf`.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> model = VAEModel(VAE(event_shape=(4, 4, 1), latent_dim=2, hidden=(8,)),
+  ...                  num_levels=17, iwae_samples=4)
+  >>> batch = {"x": jnp.full((3, 4, 4, 1), 8.5), "index": jnp.arange(3)}
+  >>> params = model.init(jax.random.key(0), batch)
+  >>> loss, metrics = model.loss(params, batch, jax.random.key(1))
+  >>> sorted(metrics)
+  ['elbo', 'kl', 'loss', 'reconstruction_nll']
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nbflows.data import sources
+from nbflows.models import base
+from nbflows.objectives import iwae
+
+Array = jax.Array
+Params = Any
+ACTIVATIONS = ("gated", "relu")
+PRIORS = ("gaussian", "vampprior", "exemplar")
+LOG_VARIANCE_RANGE = (-6.0, 2.0)   # hardtanh of the VampPrior code
+# Fixed key for binarising evaluation images: every model scores the same
+# binary test set (folded with each example's index, so batching is irrelevant).
+EVAL_BINARISATION_SEED = 20200101
+
+
+# ----------------------------------------------------------------- data units
+def grey_levels(x: Array, num_levels: int) -> Array:
+  """Data units -> grey levels in [0, 1]: ``floor(x) / (L - 1)``.
+
+  `x` = k + u with k the integer pixel value (see `nbflows.models.base`),
+  so ``floor`` recovers k exactly whatever the dequantisation noise.
+  """
+  return jnp.floor(x) / (num_levels - 1)
+
+
+def binarise(key: Array, x: Array, num_levels: int) -> Array:
+  """Dynamic binarisation: each pixel is on with probability k / (L - 1).
+
+  Args:
+    key: a PRNG key.
+    x: [B, ...] images in data units.
+    num_levels: L, the number of pixel values.
+
+  Returns:
+    float32 array of 0s and 1s, the shape of `x`.
+  """
+  return jax.random.bernoulli(key, grey_levels(x, num_levels)).astype(
+      jnp.float32)
+
+
+def binarise_for_evaluation(x: Array, index: Array, num_levels: int) -> Array:
+  """Binarises evaluation images with a key fixed by each example's index.
+
+  The same test image is binarised the same way for every model and every
+  batching, so models' test log-likelihoods are computed on identical data.
+  """
+  base_key = jax.random.key(EVAL_BINARISATION_SEED)
+  keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(index)
+  return jax.vmap(lambda k, xi: binarise(k, xi, num_levels))(keys, x)
+
+
+def to_data_units(probabilities: Array, num_levels: int) -> Array:
+  """Decoder means in [0, 1] -> data units: the centre of grey level p (L - 1).
+
+  The inverse of `grey_levels` up to rounding, so samples and data share
+  units (``floor`` of the result is the nearest pixel value).
+  """
+  return probabilities * (num_levels - 1) + 0.5
+
+
+def bernoulli_log_prob(x: Array, logits: Array) -> Array:
+  """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i), shape [..., B]."""
+  per_pixel = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(
+      -logits)
+  event_axes = tuple(range(-(x.ndim - 1), 0))
+  return jnp.sum(per_pixel, axis=event_axes)
+
+
+def diagonal_gaussian_log_prob(z: Array, mean: Array,
+                               log_variance: Array) -> Array:
+  """log N(z; mean, diag exp(log_variance)), summed over the last axis."""
+  return -0.5 * jnp.sum(
+      math.log(2 * math.pi) + log_variance
+      + (z - mean) ** 2 * jnp.exp(-log_variance), axis=-1)
+
+
+def standard_normal_log_prob(z: Array) -> Array:
+  """log N(z; 0, I), summed over the last axis."""
+  return -0.5 * jnp.sum(math.log(2 * math.pi) + z * z, axis=-1)
+
+
+# ------------------------------------------------------------------ networks
+class GatedDense(nn.Module):
+  """h = Dense(x) * sigmoid(Dense_gate(x)) (Dauphin et al., 2017; App. D.1)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    return nn.Dense(self.features, name="value")(x) * nn.sigmoid(
+        nn.Dense(self.features, name="gate")(x))
+
+
+def _hidden_layer(features: int, activation: str, name: str) -> Callable:
+  if activation == "gated":
+    return GatedDense(features, name=name)
+  if activation == "relu":
+    dense = nn.Dense(features, name=name)
+    return lambda x: nn.relu(dense(x))
+  raise ValueError(f"activation={activation!r}; expected one of {ACTIVATIONS}")
+
+
+class GaussianEncoder(nn.Module):
+  """x [B, *event] in [0, 1] -> (mu [B, d], log Lambda [B, d]) (eq. 11).
+
+  Attributes:
+    latent_dim: d_z.
+    hidden: widths of the hidden layers.
+    activation: "gated" (paper 3) or "relu".
+  """
+  latent_dim: int
+  hidden: Sequence[int] = (300, 300)
+  activation: str = "gated"
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, Array]:
+    h = x.reshape(x.shape[0], -1)
+    for i, width in enumerate(self.hidden):
+      h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
+    mean = nn.Dense(self.latent_dim, name="mean")(h)
+    log_variance = jnp.clip(nn.Dense(self.latent_dim, name="log_variance")(h),
+                            *LOG_VARIANCE_RANGE)
+    return mean, log_variance
+
+
+class Decoder(nn.Module):
+  """z [..., d] -> per-pixel logits [..., *event_shape].
+
+  Attributes:
+    event_shape: the image shape, e.g. (28, 28, 1).
+    hidden: widths of the hidden layers.
+    activation: "gated" (paper 3) or "relu".
+  """
+  event_shape: Tuple[int, ...]
+  hidden: Sequence[int] = (300, 300)
+  activation: str = "gated"
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    h = z
+    for i, width in enumerate(self.hidden):
+      h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
+    logits = nn.Dense(math.prod(self.event_shape), name="logits")(h)
+    return logits.reshape(*z.shape[:-1], *self.event_shape)
+
+
+class VAE(nn.Module):
+  """Encoder, decoder and the parameters of the prior.
+
+  Attributes:
+    event_shape: the image shape.
+    latent_dim: d_z (paper 3: 40).
+    hidden: encoder and decoder hidden widths (paper 3: (300, 300)).
+    activation: "gated" or "relu".
+    prior: "gaussian", "vampprior" (adds K pseudo-inputs) or "exemplar"
+      (adds the shared log sigma^2 of eq. 12; the exemplars themselves live
+      in `nbflows.models.exemplar_vae.ExemplarVAEModel`).
+    num_pseudo_inputs: K, for the VampPrior.
+  """
+  event_shape: Tuple[int, ...]
+  latent_dim: int = 40
+  hidden: Sequence[int] = (300, 300)
+  activation: str = "gated"
+  prior: str = "gaussian"
+  num_pseudo_inputs: int = 500
+
+  def setup(self):
+    if self.prior not in PRIORS:
+      raise ValueError(f"prior={self.prior!r}; expected one of {PRIORS}")
+    self.encoder = GaussianEncoder(self.latent_dim, self.hidden,
+                                   self.activation)
+    self.decoder = Decoder(tuple(self.event_shape), self.hidden,
+                           self.activation)
+    if self.prior == "vampprior":
+      if self.num_pseudo_inputs < 1:
+        raise ValueError(f"num_pseudo_inputs={self.num_pseudo_inputs}; "
+                         "expected >= 1")
+      # Tomczak & Welling's initialisation: N(0.05, 0.01), hardtanh to [0, 1].
+      self.raw_pseudo_inputs = self.param(
+          "pseudo_inputs",
+          lambda key, shape: 0.05 + 0.01 * jax.random.normal(key, shape),
+          (self.num_pseudo_inputs, *self.event_shape))
+    if self.prior == "exemplar":
+      self.exemplar_log_variance = self.param(
+          "exemplar_log_variance", nn.initializers.zeros, ())
+
+  def __call__(self, x: Array) -> Array:
+    """Encodes and decodes `x` (in [0, 1]); `init` uses it to make every parameter."""
+    mean, _ = self.encoder(x)
+    if self.prior == "vampprior":
+      self.pseudo_inputs()
+    if self.prior == "exemplar":
+      self.log_variance()
+    return self.decoder(mean)
+
+  def encode(self, x: Array) -> Tuple[Array, Array]:
+    """(mu(x), log Lambda(x)), each [B, d]."""
+    return self.encoder(x)
+
+  def decode(self, z: Array) -> Array:
+    """Bernoulli logits [..., *event_shape] of p(x | z)."""
+    return self.decoder(z)
+
+  def pseudo_inputs(self) -> Array:
+    """The VampPrior's K pseudo-inputs, [K, *event_shape] in [0, 1]."""
+    return jnp.clip(self.raw_pseudo_inputs, 0.0, 1.0)
+
+  def log_variance(self) -> Array:
+    """The exemplar prior's shared scalar log sigma^2 (eq. 12)."""
+    return self.exemplar_log_variance
+
+  def vamp_prior_log_prob(self, z: Array) -> Array:
+    """log 1/K sum_k N(z; mu(u_k), diag Lambda(u_k)), shape [..., B]."""
+    means, log_variances = self.encoder(self.pseudo_inputs())   # [K, d] each
+    log_probs = diagonal_gaussian_log_prob(z[..., None, :], means,
+                                           log_variances)       # [..., B, K]
+    return (jax.nn.logsumexp(log_probs, axis=-1)
+            - math.log(self.num_pseudo_inputs))
+
+
+# ------------------------------------------------------------------- facade
+class VAEModel(base.Model):
+  """A VAE behind the `Model` facade: ELBO training, IWAE evaluation.
+
+  Subclasses change the prior by overriding `training_log_prior` and
+  `evaluation_log_prior` (the exemplar prior needs the batch at training
+  time and all exemplars at evaluation time).
+
+  Args:
+    module: a `VAE`.
+    num_levels: L, the number of pixel values of the data.
+    iwae_samples: S, importance samples for the test log-likelihood.
+    iwae_chunk: samples evaluated at once (bounds memory: [chunk, B, D]).
+    name: the config's model name.
+  """
+
+  def __init__(self, module: VAE, num_levels: int, iwae_samples: int = 1000,
+               iwae_chunk: int = 100, name: str = "vae"):
+    super().__init__(module, module.event_shape, "none", name,
+                     num_levels=num_levels)
+    if num_levels < 2:
+      raise ValueError(f"num_levels={num_levels}; expected >= 2 pixel values")
+    if iwae_samples < 1 or iwae_chunk < 1:
+      raise ValueError(f"iwae_samples={iwae_samples}, iwae_chunk={iwae_chunk};"
+                       " expected both >= 1")
+    self.iwae_samples = iwae_samples
+    self.iwae_chunk = min(iwae_chunk, iwae_samples)
+
+  # ------------------------------------------------------------ functions
+  def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
+    """Initialises the networks from a batch of images in data units."""
+    x = batch["x"]
+    self.check_x(x)
+    return self.module.init(key, grey_levels(x, self.num_levels))
+
+  def encode(self, params: Params, x: Array) -> Tuple[Array, Array]:
+    """(mu, log Lambda) [B, d] of images in data units (grey levels in)."""
+    return self.module.apply(params, grey_levels(x, self.num_levels),
+                             method="encode")
+
+  def decode(self, params: Params, z: Array) -> Array:
+    """Decoder means in data units, [..., *event_shape]."""
+    logits = self.module.apply(params, z, method="decode")
+    return to_data_units(jax.nn.sigmoid(logits), self.num_levels)
+
+  # ----------------------------------------------------------------- priors
+  def training_log_prior(self, params: Params, z: Array,
+                         batch: Mapping[str, Array], key: Array) -> Array:
+    """log p(z) [..., B] used in the training ELBO."""
+    del batch, key  # the Gaussian and VampPrior do not depend on the batch
+    return self._log_prior(params, z)
+
+  def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
+    """Returns z [..., B, d] -> log p(z) [..., B] for evaluation."""
+    return functools.partial(self._log_prior, params)
+
+  def _log_prior(self, params: Params, z: Array) -> Array:
+    if self.module.prior == "vampprior":
+      return self.module.apply(params, z, method="vamp_prior_log_prob")
+    return standard_normal_log_prob(z)
+
+  # --------------------------------------------------------------- bounds
+  def elbo_terms(self, params: Params, x_binary: Array, key: Array,
+                 log_prior: Callable[[Array], Array]) -> Tuple[Array, Array]:
+    """Single-sample reconstruction and KL terms of the ELBO (eq. 9).
+
+    Args:
+      params: model parameters.
+      x_binary: [B, *event] binary images.
+      key: PRNG key for z ~ q(z | x).
+      log_prior: z [B, d] -> log p(z) [B].
+
+    Returns:
+      (log p(x | z), log q(z | x) - log p(z)), each [B] in nats.
+    """
+    mean, log_variance = self.module.apply(params, x_binary, method="encode")
+    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(key, mean.shape)
+    logits = self.module.apply(params, z, method="decode")
+    reconstruction = bernoulli_log_prob(x_binary, logits)
+    kl = diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior(z)
+    return reconstruction, kl
+
+  def importance_estimate(self, params: Params, x_binary: Array, key: Array,
+                          log_prior: Callable[[Array], Array],
+                          num_samples: Optional[int] = None
+                          ) -> iwae.ImportanceEstimate:
+    """IWAE estimate of log p(x) with q(z | x) as the proposal.
+
+    The log-weights are log p(x | z_s) + log p(z_s) - log q(z_s | x),
+    z_s ~ q(z | x), drawn `iwae_chunk` at a time.
+
+    Args:
+      params: model parameters.
+      x_binary: [B, *event] binary images.
+      key: PRNG key for the samples.
+      log_prior: z [n, B, d] -> log p(z) [n, B].
+      num_samples: S (default `iwae_samples`).
+
+    Returns:
+      `nbflows.objectives.iwae.ImportanceEstimate`, each field [B] in nats.
+    """
+    mean, log_variance = self.module.apply(params, x_binary, method="encode")
+    std = jnp.exp(0.5 * log_variance)
+
+    def log_weights(sample_key: Array, num: int) -> Array:
+      z = mean + std * jax.random.normal(sample_key, (num, *mean.shape))
+      logits = self.module.apply(params, z, method="decode")
+      return (bernoulli_log_prob(x_binary, logits) + log_prior(z)
+              - diagonal_gaussian_log_prob(z, mean, log_variance))
+
+    return iwae.importance_log_likelihood(
+        log_weights, key, num_samples or self.iwae_samples, self.iwae_chunk)
+
+  # ------------------------------------------------------------ objectives
+  def loss(self, params: Params, batch: Mapping[str, Array],
+           key: Array) -> Tuple[Array, Dict[str, Array]]:
+    """Negative single-sample ELBO in nats per example, on a fresh binarisation."""
+    binarise_key, sample_key, prior_key = jax.random.split(key, 3)
+    x_binary = binarise(binarise_key, batch["x"], self.num_levels)
+    reconstruction, kl = self.elbo_terms(
+        params, x_binary, sample_key,
+        lambda z: self.training_log_prior(params, z, batch, prior_key))
+    elbo = jnp.mean(reconstruction - kl)
+    return -elbo, {"loss": -elbo, "elbo": elbo,
+                   "reconstruction_nll": -jnp.mean(reconstruction),
+                   "kl": jnp.mean(kl)}
+
+  def eval_metrics(self, params: Params, batch: Mapping[str, Array],
+                   key: Array) -> Dict[str, Array]:
+    """Per-example ELBO split and IWAE bound, each [B] in nats.
+
+    Returns:
+      {"elbo", "reconstruction_nll", "kl", "loss" (= -elbo), "iwae" (the
+      S-sample IWAE lower bound on log p(x)), "iwae_stderr" (its
+      importance-sampling standard error)}, computed on the evaluation
+      binarisation (`binarise_for_evaluation`).
+    """
+    x_binary = binarise_for_evaluation(batch["x"], batch["index"],
+                                       self.num_levels)
+    log_prior = self.evaluation_log_prior(params)
+    elbo_key, iwae_key = jax.random.split(key)
+    reconstruction, kl = self.elbo_terms(params, x_binary, elbo_key, log_prior)
+    estimate = self.importance_estimate(params, x_binary, iwae_key,
+                                        log_prior)
+    return {"elbo": reconstruction - kl, "loss": kl - reconstruction,
+            "reconstruction_nll": -reconstruction, "kl": kl,
+            "iwae": estimate.log_likelihood,
+            "iwae_stderr": estimate.standard_error}
+
+  def iwae_log_likelihood(self, params: Params, x: Array, key: Array,
+                          num_samples: Optional[int] = None,
+                          index: Optional[Array] = None) -> Array:
+    """The IWAE lower bound on log p(x) [B] of images in data units.
+
+    Args:
+      params: model parameters.
+      x: [B, *event] images in data units.
+      key: PRNG key of the importance samples.
+      num_samples: S (default `iwae_samples`).
+      index: positions of `x` in its split, which fix the binarisation
+        (default 0..B-1).
+    """
+    self.check_x(x)
+    index = jnp.arange(x.shape[0]) if index is None else index
+    x_binary = binarise_for_evaluation(x, index, self.num_levels)
+    return self.importance_estimate(params, x_binary, key,
+                                    self.evaluation_log_prior(params),
+                                    num_samples).log_likelihood
+
+  # --------------------------------------------------------------- sampling
+  def sample(self, params: Params, key: Array, n_or_cond: Any,
+             temperature: float = 1.0) -> Array:
+    """Decoder means, in data units, of z drawn from the prior.
+
+    Args:
+      params: model parameters.
+      key: a PRNG key.
+      n_or_cond: the number of samples.
+      temperature: scales the prior's standard deviation (Gaussian prior;
+        for a mixture prior, each component's).
+
+    Returns:
+      [n, *event_shape] images in data units.
+    """
+    num = self._check_sample_args(n_or_cond, temperature)
+    return self._sample_jit(params, key, num, float(temperature))
+
+  @functools.cached_property
+  def _sample_jit(self):
+    return jax.jit(lambda params, key, num, temperature: self.decode(
+        params, self.sample_latents(params, key, num, temperature)),
+                   static_argnums=(2,))
+
+  def sample_latents(self, params: Params, key: Array, num: int,
+                     temperature: float) -> Array:
+    """z [num, d] from the prior."""
+    d = self.module.latent_dim
+    if self.module.prior == "vampprior":
+      component_key, noise_key = jax.random.split(key)
+      pseudo = self.module.apply(params, method="pseudo_inputs")
+      k = jax.random.randint(component_key, (num,), 0, pseudo.shape[0])
+      mean, log_variance = self.module.apply(params, pseudo[k],
+                                             method="encode")
+      return mean + temperature * jnp.exp(0.5 * log_variance) * (
+          jax.random.normal(noise_key, (num, d)))
+    return temperature * jax.random.normal(key, (num, d))
+
+  def _check_sample_args(self, n_or_cond: Any, temperature: float) -> int:
+    if not isinstance(n_or_cond, int) or n_or_cond < 1:
+      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
+                       "unconditional and expects a number of samples >= 1")
+    if not temperature >= 0:
+      raise ValueError(f"temperature={temperature}; expected >= 0")
+    return n_or_cond
+
+  # --------------------------------------------- what a VAE does not offer
+  def log_prob(self, params: Params, x: Array, cond: Any = None) -> Array:
+    """A VAE has no exact log p(x); use `iwae_log_likelihood`.
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(
+        f"model {self.name!r} is a VAE: log p(x) has no closed form; use "
+        "iwae_log_likelihood(params, x, key, num_samples) for its IWAE bound")
+
+  def forward(self, params: Params, x: Array, cond: Any = None):
+    """A VAE is not a bijection; use `encode`.
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(f"model {self.name!r} is a VAE, not a bijection;"
+                              " use encode(params, x)")
+
+  def inverse(self, params: Params, z: Array, cond: Any = None):
+    """A VAE is not a bijection; use `decode`.
+
+    Raises:
+      NotImplementedError: always.
+    """
+    raise NotImplementedError(f"model {self.name!r} is a VAE, not a bijection;"
+                              " use decode(params, z)")
+
+
+def active_units(means: Array, threshold: float = 0.01) -> int:
+  """Latent dimensions whose posterior mean varies over the data (App. A).
+
+  Args:
+    means: [N, d] posterior means mu(x) over a dataset.
+    threshold: variance above which a dimension counts as active (0.01,
+      after Bauer & Mnih, 2018).
+
+  Returns:
+    The number of active dimensions.
+  """
+  return int(jnp.sum(jnp.var(means, axis=0) > threshold))
+
+
+def make_network(config: Any, dataset_event_shape: Sequence[int],
+                   prior: str) -> VAE:
+  """Builds the `VAE` module from `config.vae` (see configs/vae_digits.py)."""
+  return VAE(event_shape=tuple(dataset_event_shape),
+             latent_dim=config.vae.latent_dim,
+             hidden=tuple(config.vae.hidden),
+             activation=config.vae.activation,
+             prior=prior,
+             num_pseudo_inputs=config.vae.num_pseudo_inputs)
+
+
+def _build(config: Any, prior: str) -> VAEModel:
+  info = sources.dataset_info(config.dataset)
+  return VAEModel(make_network(config, info.event_shape, prior),
+                  num_levels=info.num_levels,
+                  iwae_samples=config.vae.iwae_samples,
+                  iwae_chunk=config.vae.iwae_chunk, name=config.model)
+
+
+def build_vae(config: Any) -> VAEModel:
+  """The VAE with a standard Gaussian prior (paper 3's baseline)."""
+  return _build(config, "gaussian")
+
+
+def build_vampprior(config: Any) -> VAEModel:
+  """The VAE with a VampPrior of `config.vae.num_pseudo_inputs` components."""
+  return _build(config, "vampprior")

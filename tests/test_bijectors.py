@@ -1,0 +1,531 @@
+"""One parametrised suite that runs every bijector through the contract.
+
+Every entry of `CASES` goes through: output shapes; the round trip
+``inverse(forward(x)) == x``; ``logdet_inverse == -logdet_forward``; the
+log-det against ``slogdet(jax.jacfwd(forward))``; jitted against eager;
+batched against per-example; identity at initialisation (where the case says
+the layer is built to be); and invalid input raising ``ValueError`` that names
+the problem.
+
+All checks but the identity one run on randomly *perturbed* parameters, so a
+zero-initialised layer (the identity, log-det 0) cannot pass them trivially.
+
+To cover a new layer, append a `Case` to `CASES` (next to the others, or in
+your own test module via ``from tests.test_bijectors import Case,
+run_contract`` style reuse of the helpers below).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nbflows import bijectors
+from nbflows.bijectors import made as made_lib
+
+Array = jax.Array
+Shape = Tuple[int, ...]
+IMAGE = (2, 4, 4, 2)      # [B, H, W, C]: 32 dims per example
+VECTOR = (2, 5)           # [B, D]
+
+
+def normal(key: Array, shape: Shape) -> Array:
+  return jax.random.normal(key, shape)
+
+
+def shifted_normal(key: Array, shape: Shape) -> Array:
+  """Not standardised: mean 3, std 2 (so ActNorm's init does something)."""
+  return 3.0 + 2.0 * jax.random.normal(key, shape)
+
+
+def standardised(key: Array, shape: Shape) -> Array:
+  """Exactly zero mean and unit variance per channel (last axis)."""
+  x = jax.random.normal(key, shape)
+  axes = tuple(range(x.ndim - 1))
+  return (x - x.mean(axes)) / x.std(axes)
+
+
+def unit_interval(key: Array, shape: Shape) -> Array:
+  return jax.random.uniform(key, shape, minval=0.01, maxval=0.99)
+
+
+def data_units(key: Array, shape: Shape) -> Array:
+  return jax.random.uniform(key, shape, minval=0.0, maxval=255.99)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInput:
+  """An invalid input: `transform(x, cond) -> (x, cond)` must raise."""
+  what: str
+  transform: Callable[[Array, Optional[Array]], Tuple[Array, Optional[Array]]]
+  match: str           # regex the ValueError's message must match
+
+
+EXTRA_AXIS = BadInput("extra axis", lambda x, c: (x[..., None], c), "shape")
+NO_BATCH_AXIS = BadInput("no batch axis",
+                         lambda x, c: (x.reshape(-1), c), "shape")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One bijector configuration run through the whole suite.
+
+  Attributes:
+    name: the test id.
+    make: builds the (unbound) layer.
+    x_shape: input shape, batch first.
+    y_shape: forward output shape (defaults to `x_shape`).
+    cond_shape: condition shape, batch first, or None if unconditional.
+    sample: draws valid inputs, `sample(key, shape)`.
+    identity_at_init: the layer is built to be the identity at init on
+      inputs from `sample`.
+    bad_inputs: invalid inputs (beyond the generic cond checks).
+    checks_finite: "init" if initialising on NaN input must raise, "apply"
+      if the forward pass itself must raise too, None if neither.
+    perturb_scale: std of the noise added to every parameter.
+  """
+  name: str
+  make: Callable[[], nn.Module]
+  x_shape: Shape
+  y_shape: Optional[Shape] = None
+  cond_shape: Optional[Shape] = None
+  sample: Callable[[Array, Shape], Array] = normal
+  identity_at_init: bool = False
+  bad_inputs: Sequence[BadInput] = (EXTRA_AXIS,)
+  checks_finite: Optional[str] = None
+  perturb_scale: float = 0.1
+
+
+def _coupling_cases() -> list[Case]:
+  conv = functools.partial(bijectors.ConvCoupler, hidden=8, num_blocks=1)
+  mlp = functools.partial(bijectors.MLPCoupler, hidden=(16,))
+  # mask -> (coupler, x shape, cond shape for "concat", for "project"); image
+  # conditions are resized (concat) or flattened (project), vectors broadcast.
+  layouts = {
+      "checkerboard": (conv, IMAGE, (2, 2, 2, 1), (2, 3)),
+      "channel": (conv, IMAGE, (2, 3), (2, 4, 4, 1)),
+      "half": (mlp, VECTOR, (2, 3), (2, 3)),
+  }
+  cases = []
+  for mask, (coupler, x_shape, concat_cond, project_cond) in layouts.items():
+    for parity in (0, 1):
+      cases.append(Case(
+          f"coupling-{mask}-parity{parity}",
+          functools.partial(bijectors.AffineCoupling, mask=mask, parity=parity,
+                            coupler=coupler()),
+          x_shape, identity_at_init=True))
+    for mode, cond_shape in (("concat", concat_cond),
+                             ("project", project_cond)):
+      cases.append(Case(
+          f"coupling-{mask}-{mode}-cond{len(cond_shape) - 1}d",
+          functools.partial(bijectors.AffineCoupling, mask=mask,
+                            coupler=coupler(cond_mode=mode), conditional=True),
+          x_shape, cond_shape=cond_shape, identity_at_init=True))
+  return cases
+
+
+CASES: list[Case] = _coupling_cases() + [
+    Case("squeeze", bijectors.Squeeze, IMAGE, y_shape=(2, 2, 2, 8),
+         bad_inputs=(EXTRA_AXIS,
+                     BadInput("odd height", lambda x, c: (x[:, :3], c),
+                              "even"))),
+    Case("rescale-image", functools.partial(bijectors.Rescale, num_levels=256),
+         IMAGE, sample=data_units, checks_finite="apply",
+         bad_inputs=(NO_BATCH_AXIS,
+                     BadInput("value above range",
+                              lambda x, c: (x.at[0, 0].set(256.0), c),
+                              r"outside \[0, 256\)"),
+                     BadInput("negative value",
+                              lambda x, c: (x.at[0, 0].set(-0.5), c),
+                              r"outside \[0, 256\)"))),
+    Case("rescale-vector", functools.partial(bijectors.Rescale, num_levels=4),
+         VECTOR, sample=lambda k, s: 4 * unit_interval(k, s),
+         checks_finite="apply", bad_inputs=(NO_BATCH_AXIS,)),
+    Case("logit-image", functools.partial(bijectors.Logit, alpha=0.05), IMAGE,
+         sample=unit_interval, checks_finite="apply",
+         bad_inputs=(NO_BATCH_AXIS,
+                     BadInput("value above 1",
+                              lambda x, c: (x.at[0, 0].set(1.5), c),
+                              r"outside \[0, 1\]"))),
+    Case("logit-alpha0", functools.partial(bijectors.Logit, alpha=0.0), VECTOR,
+         sample=unit_interval, checks_finite="apply",
+         bad_inputs=(NO_BATCH_AXIS,)),
+    Case("actnorm-image", bijectors.ActNorm, IMAGE, sample=shifted_normal,
+         checks_finite="init",
+         bad_inputs=(BadInput("wrong channels",
+                              lambda x, c: (x[..., :1], c), "channels"),)),
+    Case("actnorm-standardised", bijectors.ActNorm, IMAGE, sample=standardised,
+         identity_at_init=True, checks_finite="init"),
+    Case("actnorm-vector", bijectors.ActNorm, VECTOR, sample=shifted_normal,
+         checks_finite="init"),
+    Case("conv1x1-image", bijectors.Conv1x1, IMAGE,
+         bad_inputs=(BadInput("wrong channels",
+                              lambda x, c: (x[..., :1], c), "channels"),)),
+    Case("conv1x1-vector",
+         functools.partial(bijectors.Conv1x1, permutation_seed=3), VECTOR),
+] + [
+    Case(f"maf-{order}",
+         functools.partial(bijectors.MaskedAutoregressive, hidden=(16, 16),
+                           order=order),
+         VECTOR, identity_at_init=True,
+         bad_inputs=(EXTRA_AXIS,
+                     BadInput("wrong features",
+                              lambda x, c: (x[:, :3], c), "features")))
+    for order in made_lib.ORDERS
+] + [
+    Case("maf-conditional",
+         functools.partial(bijectors.MaskedAutoregressive, hidden=(16,),
+                           order="reversed", conditional=True),
+         VECTOR, cond_shape=(2, 3), identity_at_init=True,
+         bad_inputs=(EXTRA_AXIS,
+                     BadInput("cond of wrong rank",
+                              lambda x, c: (x, c[..., None]), "cond has shape"),
+                     BadInput("cond of wrong width", lambda x, c: (x, c[:, :2]),
+                              "cond has 2 features"))),
+]
+
+# LGF (paper 2, eq. 6): G(x; u) = exp(s(u)) * g(x) + t(u), u as the condition.
+from nbflows.bijectors import lgf as lgf_lib  # noqa: E402
+
+CASES += [
+    Case("lgf-vector-identity-g",
+         functools.partial(lgf_lib.LocalisedAffine, u_shape=(3,), hidden=(8,)),
+         VECTOR, cond_shape=(2, 3), identity_at_init=True),
+    Case("lgf-vector-maf",
+         functools.partial(lgf_lib.LocalisedAffine, u_shape=(1,), hidden=(8,),
+                           inner=bijectors.MaskedAutoregressive(hidden=(16,))),
+         VECTOR, cond_shape=(2, 1), identity_at_init=True),
+    Case("lgf-image-coupling",
+         functools.partial(
+             lgf_lib.LocalisedAffine, u_shape=(4, 4, 1), hidden=(4,),
+             inner=bijectors.AffineCoupling(
+                 mask="checkerboard",
+                 coupler=bijectors.ConvCoupler(hidden=8, num_blocks=1))),
+         IMAGE, cond_shape=(2, 4, 4, 1), identity_at_init=True,
+         bad_inputs=(EXTRA_AXIS,
+                     BadInput("u of another spatial size",
+                              lambda x, c: (x, c[:, :2, :2]), "cond has shape"))),
+]
+
+# Neighbourhood flows (paper 1): cond is a neighbourhood of k = 3 images
+# [B, k, H, W, C] per example. NCL: q then eq. 9 (and the eq. 9 head alone,
+# whose cond is the neighbours' latents); NCT: eq. 8 couplings on two scales.
+from nbflows.models import flow as flow_lib  # noqa: E402
+from nbflows.models import ncl as ncl_lib  # noqa: E402
+from nbflows.models import nct as nct_lib  # noqa: E402
+
+NEIGHBOURHOOD = (2, 3, 4, 4, 2)
+
+
+def _coupling(mask: str, parity: int, conditional: bool):
+  return bijectors.AffineCoupling(
+      mask=mask, parity=parity, conditional=conditional,
+      coupler=bijectors.ConvCoupler(
+          hidden=8, num_blocks=1, cond_mode="concat" if conditional else None))
+
+
+def _nct_scales() -> flow_lib.MultiScale:
+  return flow_lib.MultiScale(
+      before=flow_lib.Chain((_coupling("checkerboard", 0, True),)),
+      squeeze=True, after=flow_lib.Chain((_coupling("channel", 0, True),)),
+      inner=flow_lib.MultiScale(
+          before=flow_lib.Chain((_coupling("checkerboard", 1, True),))))
+
+
+CASES += [
+    Case("ncl-head", functools.partial(ncl_lib.NeighbourhoodAffine, hidden=8),
+         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
+    Case("ncl-transform",
+         lambda: ncl_lib.NCLTransform(
+             transform=flow_lib.Chain((_coupling("checkerboard", 0, False),
+                                       _coupling("checkerboard", 1, False))),
+             head=ncl_lib.NeighbourhoodAffine(hidden=8)),
+         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
+    Case("nct-pool", lambda: nct_lib.NCTTransform(transform=_nct_scales()),
+         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
+    Case("nct-concat",
+         lambda: nct_lib.NCTTransform(transform=_nct_scales(),
+                                      condition="concat", num_neighbours=3),
+         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True,
+         bad_inputs=(EXTRA_AXIS,
+                     BadInput("another k", lambda x, c: (x, c[:, :2]),
+                              "built for k=3"))),
+]
+
+IDS = [case.name for case in CASES]
+assert len(set(IDS)) == len(IDS), "case names must be unique"
+
+
+# --------------------------------------------------------------- helpers
+# Compiling dominates the run time. Each case runs its layer op by op once
+# (init and the round trip: JAX compiles each operation once per shape and
+# reuses it across cases of the same shapes) and compiles one function that
+# computes everything else (`compiled_results`); the tests share both through
+# these caches.
+def perturb(params, seed: int, scale: float):
+  """Adds N(0, scale^2) noise (from numpy: nothing to compile) to every
+  parameter."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda p: p + scale * rng.standard_normal(p.shape).astype(p.dtype),
+      params)
+
+
+def forward_fn(layer: nn.Module):
+  return functools.partial(layer.apply, method="forward")
+
+
+def inverse_fn(layer: nn.Module):
+  return functools.partial(layer.apply, method="inverse")
+
+
+def round_trip(layer: nn.Module, params, x: Array, cond: Optional[Array]):
+  """(y, logdet, inverse(y), logdet of the inverse)."""
+  y, logdet = forward_fn(layer)(params, x, cond)
+  x_back, logdet_inv = inverse_fn(layer)(params, y, cond)
+  return y, logdet, x_back, logdet_inv
+
+
+@functools.cache
+def setup_case(name: str, perturbed: bool = True):
+  """(case, layer, params, x, cond); params perturbed unless asked."""
+  if perturbed:
+    case, layer, params, x, cond = setup_case(name, perturbed=False)
+    return case, layer, perturb(params, 1, case.perturb_scale), x, cond
+  case = CASES[IDS.index(name)]
+  key_x, key_c, key_init = jax.random.split(jax.random.key(0), 3)
+  layer = case.make()
+  x = case.sample(key_x, case.x_shape)
+  cond = (None if case.cond_shape is None
+          else jax.random.normal(key_c, case.cond_shape))
+  params = layer.init(key_init, x, cond)
+  return case, layer, params, x, cond
+
+
+@functools.cache
+def batched_results(name: str, perturbed: bool = True):
+  """`round_trip` on the whole batch."""
+  _, layer, params, x, cond = setup_case(name, perturbed)
+  return round_trip(layer, params, x, cond)
+
+
+@functools.cache
+def compiled_results(name: str):
+  """One jitted pass over a case's perturbed layer.
+
+  Returns a dict with
+    "batched": `round_trip` on the whole batch, jitted;
+    "per_example": `round_trip` on each example alone (a batch of one, under
+      `jax.vmap`), stacked;
+    "jacobian": d forward(x) / d x of the whole batch, [B, n_out, B, n_in].
+  """
+  _, layer, params, x, cond = setup_case(name)
+
+  def run(params, x, cond):
+    def one(xi, ci):
+      ci = None if ci is None else ci[None]
+      return [r[0] for r in round_trip(layer, params, xi[None], ci)]
+
+    def flat_forward(v):
+      return forward_fn(layer)(params, v.reshape(x.shape), cond)[0].reshape(-1)
+
+    b = x.shape[0]
+    jacobian = jax.jacfwd(flat_forward)(x.reshape(-1))
+    return {"batched": round_trip(layer, params, x, cond),
+            "per_example": jax.vmap(one)(x, cond),
+            "jacobian": jacobian.reshape(b, -1, b, x[0].size)}
+
+  return jax.jit(run)(params, x, cond)
+
+
+# ----------------------------------------------------------------- tests
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_shapes(case: Case):
+  _, _, _, x, _ = setup_case(case.name)
+  y, logdet, x_back, logdet_inv = batched_results(case.name)
+  assert y.shape == (case.y_shape or case.x_shape)
+  assert logdet.shape == logdet_inv.shape == (x.shape[0],)
+  assert x_back.shape == x.shape
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_round_trip_and_negated_logdet(case: Case):
+  _, _, _, x, _ = setup_case(case.name)
+  y, logdet, x_back, logdet_inv = batched_results(case.name)
+  np.testing.assert_allclose(x_back, x, atol=1e-5, rtol=0)
+  np.testing.assert_allclose(logdet_inv, -logdet, rtol=1e-5, atol=1e-4)
+  # Guard against a vacuous pass: perturbed layers really transform x
+  # (Squeeze only reorders it).
+  if case.name != "squeeze":
+    assert float(jnp.max(jnp.abs(y - x.reshape(y.shape)))) > 1e-3
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_logdet_matches_jacobian(case: Case):
+  _, logdet, _, _ = batched_results(case.name)
+  jacobian = compiled_results(case.name)["jacobian"]
+  for i in range(jacobian.shape[0]):
+    sign, expected = jnp.linalg.slogdet(jacobian[i, :, i])
+    assert sign != 0
+    np.testing.assert_allclose(logdet[i], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_jit_matches_eager(case: Case):
+  jitted = compiled_results(case.name)["batched"]
+  for a, b in zip(batched_results(case.name), jitted):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_batched_matches_per_example(case: Case):
+  results = compiled_results(case.name)
+  # y, logdet, x_back, logdet_inv
+  for a, b in zip(results["batched"], results["per_example"]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  # No example's output depends on another example's input.
+  jacobian = np.array(results["jacobian"])
+  for i in range(jacobian.shape[0]):
+    jacobian[i, :, i] = 0.0
+  np.testing.assert_array_equal(jacobian, 0.0)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.identity_at_init],
+                         ids=[c.name for c in CASES if c.identity_at_init])
+def test_identity_at_init(case: Case):
+  _, _, _, x, _ = setup_case(case.name, perturbed=False)
+  y, logdet, x_back, logdet_inv = batched_results(case.name, perturbed=False)
+  np.testing.assert_allclose(y, x, atol=1e-5)
+  np.testing.assert_allclose(logdet, 0.0, atol=1e-4)
+  # y == x, so x_back is the inverse applied to x itself.
+  np.testing.assert_allclose(x_back, x, atol=1e-5)
+  np.testing.assert_allclose(logdet_inv, 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_invalid_input_raises(case: Case):
+  _, layer, params, x, cond = setup_case(case.name)
+  forward, inverse = forward_fn(layer), inverse_fn(layer)
+  y = batched_results(case.name)[0]
+  # Each check raises before any computation, so running eagerly is cheap.
+  if cond is None:
+    stray = jnp.zeros((x.shape[0], 3))
+    for fn, inp in ((forward, x), (inverse, y)):
+      with pytest.raises(ValueError, match="unconditional|conditional=False"):
+        fn(params, inp, stray)
+  else:
+    for fn, inp in ((forward, x), (inverse, y)):
+      with pytest.raises(ValueError, match="cond is missing"):
+        fn(params, inp, None)
+      with pytest.raises(ValueError, match="cond has"):
+        fn(params, inp, cond[:1])          # batch of 1 for a batch of 2
+  for bad in case.bad_inputs:
+    bad_x, bad_cond = bad.transform(x, cond)
+    with pytest.raises(ValueError, match=bad.match):
+      forward(params, bad_x, bad_cond)
+  if case.checks_finite:
+    for value in (jnp.nan, jnp.inf):
+      bad_x = x.at[(0,) * x.ndim].set(value)
+      with pytest.raises(ValueError, match="NaN|outside"):
+        layer.init(jax.random.key(0), bad_x, cond)
+      if case.checks_finite == "apply":
+        with pytest.raises(ValueError, match="NaN|outside"):
+          forward(params, bad_x, cond)
+
+
+# ----------------------------------------------- layer-specific maths
+def test_squeeze_layout():
+  x = jnp.arange(48.0).reshape(1, 4, 4, 3)
+  y = bijectors.squeeze(x)
+  # Output channel (2a + b) * C + c holds input pixel (2i + a, 2j + b, c).
+  for i, j, a, b, c in np.ndindex(2, 2, 2, 2, 3):
+    assert y[0, i, j, (2 * a + b) * 3 + c] == x[0, 2 * i + a, 2 * j + b, c]
+  np.testing.assert_array_equal(bijectors.unsqueeze(y), x)
+
+
+def test_rescale_and_logit_logdets_by_hand():
+  x = jnp.array([[0.0, 100.5, 255.9]])
+  y, logdet = bijectors.Rescale(256).apply({}, x, method="forward")
+  np.testing.assert_allclose(y, x / 256, rtol=1e-6)
+  np.testing.assert_allclose(logdet, [-3 * np.log(256)], rtol=1e-6)
+  alpha = 0.05
+  z, logdet = bijectors.Logit(alpha).apply({}, y, method="forward")
+  p = alpha + (1 - 2 * alpha) * np.asarray(y, np.float64)
+  np.testing.assert_allclose(z, np.log(p) - np.log1p(-p), rtol=1e-5)
+  expected = np.sum(np.log(1 - 2 * alpha) - np.log(p) - np.log1p(-p))
+  np.testing.assert_allclose(logdet, [expected], rtol=1e-5)
+
+
+def test_logit_is_finite_at_the_ends_of_the_interval():
+  y = jnp.array([[0.0, 1.0]])
+  z, logdet = bijectors.Logit(alpha=1e-6).apply({}, y, method="forward")
+  assert np.all(np.isfinite(z)) and np.all(np.isfinite(logdet))
+  y_back, _ = bijectors.Logit(alpha=1e-6).apply({}, z, method="inverse")
+  np.testing.assert_allclose(y_back, y, atol=1e-5)
+
+
+def test_uniform_dequantise_stays_below_the_next_integer():
+  # At 255 float32 rounds 255 + u up to 256 for u > 1 - 2**-17: with 10**6
+  # draws that happens about 8 times unless the result is capped.
+  x = jnp.full((1000, 1000), 255, jnp.uint8)
+  y = bijectors.uniform_dequantise(jax.random.key(0), x)
+  assert y.dtype == jnp.float32
+  assert float(y.min()) >= 255.0 and float(y.max()) < 256.0
+  np.testing.assert_allclose(float(y.mean()), 255.5, atol=1e-3)
+  small = bijectors.uniform_dequantise(jax.random.key(1),
+                                       jnp.arange(4, dtype=jnp.uint8))
+  np.testing.assert_array_equal(jnp.floor(small), jnp.arange(4))
+  with pytest.raises(ValueError, match="integer"):
+    bijectors.uniform_dequantise(jax.random.key(0), jnp.ones(3))
+
+
+def test_actnorm_standardises_its_init_batch():
+  _, layer, _, x, _ = setup_case("actnorm-image", perturbed=False)
+  params = layer.init(jax.random.key(0), x)
+  y, logdet = layer.apply(params, x, method="forward")
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-4)
+  # log-det = H * W * sum_c log(1 / std_c) on the init batch.
+  expected = -4 * 4 * np.sum(np.log(np.std(np.asarray(x), axis=(0, 1, 2))))
+  np.testing.assert_allclose(logdet, [expected] * 2, rtol=1e-4)
+
+
+def test_conv1x1_starts_as_a_rotation():
+  _, layer, params, x, _ = setup_case("conv1x1-vector", perturbed=False)
+  d = x.shape[-1]
+  columns, logdet = layer.apply(params, jnp.eye(d), method="forward")
+  w = columns.T                                 # W[:, k] = W e_k
+  np.testing.assert_allclose(w.T @ w, np.eye(d), atol=1e-5)
+  np.testing.assert_allclose(logdet, 0.0, atol=1e-5)
+  other = layer.init(jax.random.key(7), x)
+  assert not np.allclose(other["params"]["lower"], params["params"]["lower"])
+
+
+@pytest.mark.parametrize("order", made_lib.ORDERS)
+def test_made_is_autoregressive(order: str):
+  d, f = 5, 3
+  net = made_lib.MADE(hidden=(12, 12), order=order, seed=1)
+  xs = jax.random.normal(jax.random.key(0), (16, d))
+  conds = jax.random.normal(jax.random.key(1), (16, f))
+  params = perturb(net.init(jax.random.key(2), xs, conds), 3, 0.5)
+
+  def jacobians(x, cond):   # d(mu, raw)/dx [2, D, D] and d(mu, raw)/dcond
+    def outputs(x, cond):
+      return jnp.stack(net.apply(params, x[None], cond[None]))[:, 0]
+    return jax.jacfwd(outputs, argnums=(0, 1))(x, cond)
+
+  jac_x, jac_cond = jax.jit(jax.vmap(jacobians))(xs, conds)  # [16, 2, D, D|F]
+  degrees = made_lib.input_degrees(d, order, seed=1)
+  allowed = degrees[None, :] < degrees[:, None]      # out i <- in j
+  used = np.asarray(jnp.abs(jac_x).max(axis=0)) > 0  # [2, D, D]
+  # Every output depends on exactly the inputs earlier in the order (at
+  # some of the 16 points: a relu may be off at any one of them) ...
+  np.testing.assert_array_equal(used, np.broadcast_to(allowed, used.shape))
+  # ... and on cond, including the first output, which has no other input.
+  assert np.all(np.asarray(jnp.abs(jac_cond).max(axis=0)) > 0)

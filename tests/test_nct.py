@@ -1,0 +1,130 @@
+"""NCT (paper 1, eq. 8): conditions per scale, order invariance, errors.
+
+The bijector contract of `NCTTransform` (round trip, log-det against
+autodiff, jit against eager, with a neighbourhood as cond) runs in
+tests/test_bijectors.py.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import nct_digits
+from nbflows import bijectors
+from nbflows.models import nct
+from nbflows.models import registry
+
+B, K = 3, 4
+EVENT = (8, 8, 1)
+
+
+def perturb(params, key, scale=0.1):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree.unflatten(treedef, [
+      leaf + scale * jax.random.normal(k, leaf.shape)
+      for leaf, k in zip(leaves, keys)])
+
+
+@functools.cache
+def setup(condition: str = "pool"):
+  """(model, perturbed params, x [B], neighbours [B, K]) for a 2-scale NCT."""
+  config = nct_digits.get_config("quick")
+  with config.unlocked():
+    config.flow.couplings_per_scale = 1
+    config.flow.hidden_channels = 4
+    config.nct.condition = condition
+    config.neighbours.k = K
+  model = registry.build_model(config)
+  kx, kn = jax.random.split(jax.random.key(0))
+  x = jax.random.uniform(kx, (B, *EVENT), maxval=16.99)
+  neighbours = jax.random.uniform(kn, (B, K, *EVENT), maxval=16.99)
+  params = jax.jit(model.init)(jax.random.key(1),
+                               {"x": x, "neighbours": neighbours})
+  return model, perturb(params, jax.random.key(2)), x, neighbours
+
+
+def test_pool_is_mean_and_std_over_neighbours_in_logit_space():
+  model, params, _, neighbours = setup()
+  conditions = model.module.apply(
+      params, neighbours,
+      method=lambda m, n: m.transform.scale_conditions(m.transform_condition(n)))
+  alpha = model.module.logit_alpha
+  p = alpha + (1 - 2 * alpha) * np.asarray(neighbours, np.float64) / 17
+  logits = np.log(p) - np.log1p(-p)                      # [B, K, 8, 8, 1]
+  expected = np.concatenate([logits.mean(1), logits.std(1)], axis=-1)
+  assert [c.shape for c in conditions] == [(B, 8, 8, 2), (B, 4, 4, 8)]
+  np.testing.assert_allclose(conditions[0], expected, rtol=1e-4, atol=1e-4)
+  # Scale 1 gets the summary squeezed once: same values, its spatial size.
+  np.testing.assert_allclose(conditions[1],
+                             bijectors.squeeze(jnp.asarray(expected)),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_concat_layout():
+  neighbours = jnp.arange(2 * 3 * 2 * 2 * 1.0).reshape(2, 3, 2, 2, 1)
+  stacked = nct.concat_neighbourhood(neighbours)
+  assert stacked.shape == (2, 2, 2, 3)
+  np.testing.assert_array_equal(stacked[1, 0, 1], neighbours[1, :, 0, 1, 0])
+
+
+def test_pool_is_order_invariant_works_for_any_k_and_uses_the_neighbours():
+  model, params, x, neighbours = setup()
+  lp = model.log_prob(params, x, neighbours)
+  shuffled = neighbours[:, np.array([3, 1, 0, 2])]
+  np.testing.assert_allclose(model.log_prob(params, x, shuffled), lp,
+                             rtol=1e-6, atol=1e-4)
+  # Doubling every neighbour keeps the mean and std: same density, k = 8.
+  doubled = jnp.concatenate([neighbours, neighbours], axis=1)
+  np.testing.assert_allclose(model.log_prob(params, x, doubled), lp,
+                             rtol=1e-6, atol=1e-4)
+  single = model.log_prob(params, x, neighbours[:, :1])
+  assert np.all(np.isfinite(single)) and not np.allclose(single, lp)
+
+
+def test_round_trip_through_the_model():
+  model, params, x, neighbours = setup()
+  z, logdet = model.forward(params, x, neighbours)
+  x_back, logdet_inverse = model.inverse(params, z, neighbours)
+  np.testing.assert_allclose(x_back, x, atol=1e-4)
+  np.testing.assert_allclose(logdet_inverse, -logdet, rtol=1e-5, atol=1e-3)
+  assert float(jnp.abs(z - model.forward(params, x, neighbours[::-1])[0]
+                       ).max()) > 1e-3     # the transformation depends on N
+
+
+def test_concat_depends_on_order_and_needs_its_k():
+  model, params, x, neighbours = setup("concat")
+  lp = model.log_prob(params, x, neighbours)
+  assert not np.allclose(model.log_prob(params, x, neighbours[:, ::-1]), lp)
+  with pytest.raises(ValueError, match="built for k=4"):
+    model.log_prob(params, x, neighbours[:, :2])
+
+
+def test_targets_log_prob_matches_log_prob_per_target():
+  model, params, x, neighbours = setup()
+  targets = jnp.stack([x, x[::-1]])
+  both = model.module.apply(params, targets, neighbours,
+                            method="targets_log_prob")
+  for p in range(2):
+    np.testing.assert_allclose(both[p], model.log_prob(params, targets[p],
+                                                       neighbours),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_missing_or_wrong_neighbourhood_names_the_expected_shape():
+  model, params, x, neighbours = setup()
+  with pytest.raises(ValueError, match=r"needs cond.*\[3, k, 8, 8, 1\]"):
+    model.log_prob(params, x, None)
+  with pytest.raises(ValueError, match=r"\(3, 4, 8, 8\).*\[3, k, 8, 8, 1\]"):
+    model.log_prob(params, x, neighbours[..., 0])
+
+
+def test_unknown_condition_is_an_error():
+  config = nct_digits.get_config("quick")
+  config.nct.condition = "mean"
+  with pytest.raises(ValueError, match="'mean'.*pool"):
+    registry.build_model(config)

@@ -1,0 +1,224 @@
+"""Tests of the neighbour index: PCA, exact kNN, k-means, the saved file."""
+import shutil
+
+import numpy as np
+import pytest
+
+from configs import default
+from nbflows.data import sources
+from nbflows.neighbours import index as index_lib
+from nbflows.neighbours import kmeans, knn, pca
+
+RNG = np.random.default_rng(0)
+
+
+def brute_force(queries, database, k, query_labels=None, database_labels=None,
+                self_indices=None):
+  """Float64 NumPy reference: (indices [Q, k], squared distances [Q, k])."""
+  d2 = np.sum((queries[:, None].astype(np.float64) - database[None]) ** 2, -1)
+  if query_labels is not None:
+    d2[query_labels[:, None] != database_labels[None]] = np.inf
+  if self_indices is not None:
+    d2[np.arange(len(queries)), self_indices] = np.inf
+  order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+  return order, np.take_along_axis(d2, order, axis=1)
+
+
+@pytest.fixture(scope="module")
+def points():
+  x = RNG.standard_normal((150, 6)).astype(np.float32)
+  labels = RNG.integers(0, 3, 150).astype(np.int32)
+  return x, labels
+
+
+@pytest.mark.parametrize("same_class", [False, True])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_knn_self_equals_brute_force(points, same_class, exclude_self):
+  x, labels = points
+  got, dist = knn.knn(x, 4, exclude_self=exclude_self, block_size=32,
+                      database_labels=labels if same_class else None,
+                      progress=False)
+  want, want_dist = brute_force(
+      x, x, 4, labels if same_class else None, labels if same_class else None,
+      np.arange(len(x)) if exclude_self else None)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-4)
+  if exclude_self:
+    assert not np.any(got == np.arange(len(x))[:, None])
+  if same_class:
+    assert np.all(labels[got] == labels[:, None])
+
+
+@pytest.mark.parametrize("same_class", [False, True])
+def test_knn_queries_equal_brute_force(points, same_class):
+  x, labels = points
+  queries = RNG.standard_normal((37, 6)).astype(np.float32)
+  query_labels = RNG.integers(0, 3, 37).astype(np.int32)
+  kwargs = dict(query_labels=query_labels, database_labels=labels) if (
+      same_class) else {}
+  got, dist = knn.knn(x, 4, queries=queries, block_size=32, progress=False,
+                      **kwargs)
+  want, want_dist = brute_force(queries, x, 4, kwargs.get("query_labels"),
+                                kwargs.get("database_labels"))
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-4)
+
+
+def test_knn_too_few_eligible_points_names_both_numbers():
+  x = RNG.standard_normal((10, 2)).astype(np.float32)
+  labels = np.array([0] * 7 + [1] * 3)
+  with pytest.raises(ValueError, match=r"k=3 .* only 2 eligible .* label 1"):
+    knn.knn(x, 3, database_labels=labels, exclude_self=True, progress=False)
+
+
+def test_pca_keeps_requested_variance():
+  # Anisotropic data: variances 100, 25, 4, 1, 0.25, ... along random axes.
+  basis, _ = np.linalg.qr(RNG.standard_normal((12, 12)))
+  x = (RNG.standard_normal((400, 12)) * 10 * 0.5 ** np.arange(12)) @ basis.T
+  for fraction in (0.5, 0.9, 0.99):
+    fitted = pca.fit(x, fraction, block_size=128)
+    features = pca.transform(fitted, x)
+    centred = x - x.mean(0)
+    kept = np.sum(features.astype(np.float64) ** 2) / np.sum(centred ** 2)
+    assert kept >= fraction - 1e-6
+    # ... and is the fewest components that do: one fewer falls short.
+    p = fitted.components.shape[1]
+    assert np.sum(features[:, :p - 1].astype(np.float64) ** 2) / np.sum(
+        centred ** 2) < fraction
+    np.testing.assert_allclose(fitted.components.T @ fitted.components,
+                               np.eye(p), atol=1e-5)
+
+
+def test_kmeans_converged_assignments_are_nearest_centres_and_means():
+  centres = np.array([[0, 0], [6, 0], [0, 6], [6, 6]], np.float32)
+  x = (centres[RNG.integers(0, 4, 300)] +
+       RNG.standard_normal((300, 2))).astype(np.float32)
+  result = kmeans.fit(x, num_clusters=4, num_prototypes=3, seed=1)
+  assert result.converged
+  d2 = np.sum((x[:, None] - result.centres[None]) ** 2, -1)
+  np.testing.assert_array_equal(result.assignments, np.argmin(d2, axis=1))
+  for c in range(4):
+    members = np.flatnonzero(result.assignments == c)
+    np.testing.assert_allclose(result.centres[c], x[members].mean(0),
+                               atol=1e-4)
+    # Prototypes: the 3 members nearest the centre, nearest first.
+    want = members[np.argsort(d2[members, c], kind="stable")[:3]]
+    np.testing.assert_array_equal(result.prototypes[c], want)
+
+
+def test_kmeans_plus_plus_seeds_are_distinct_points():
+  import jax  # pylint: disable=g-import-not-at-top
+  x = np.arange(20, dtype=np.float32).reshape(10, 2)
+  seeds = np.asarray(kmeans.kmeans_plus_plus(x, 10, jax.random.key(0)))
+  # With C = N every point must be drawn once (D^2 = 0 for drawn points).
+  assert sorted(map(tuple, seeds.tolist())) == sorted(map(tuple, x.tolist()))
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return sources.load("digits")
+
+
+def neighbour_config(**overrides):
+  config = default.get_config().neighbours
+  with config.unlocked():
+    config.update(overrides)
+  return config
+
+
+def test_index_knn_on_digits(digits, tmp_path):
+  config = neighbour_config(k=5, same_class=True, exclude_self=True)
+  index = index_lib.build_or_load(digits, config, str(tmp_path),
+                                  progress=False)
+  feats = {name: pca.transform(index.pca, getattr(digits, name).images)
+           for name in index_lib.SPLITS}
+  assert pca.kept_fraction(index.pca) >= 0.99
+  for name in index_lib.SPLITS:
+    split = getattr(digits, name)
+    got = index.neighbours[name]
+    assert got.shape == (len(split.labels), 5) and got.dtype == np.int32
+    # Indices refer to the training split, of the same class.
+    assert got.min() >= 0 and got.max() < len(digits.train.labels)
+    np.testing.assert_array_equal(digits.train.labels[got],
+                                  np.repeat(split.labels[:, None], 5, 1))
+    want, _ = brute_force(feats[name], feats["train"], 5, split.labels,
+                          digits.train.labels,
+                          np.arange(len(split.labels)) if name == "train"
+                          else None)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture(scope="module")
+def saved_index(digits, tmp_path_factory):
+  """(config, path, index) of a k=5 index of all classes, saved once."""
+  config = neighbour_config(k=5, same_class=False)
+  path = str(tmp_path_factory.mktemp("index") / "digits.npz")
+  return config, path, index_lib.build_or_load(digits, config, path=path,
+                                               progress=False)
+
+
+def test_index_is_saved_and_reloaded(digits, saved_index):
+  config, path, built = saved_index
+  loaded = index_lib.build_or_load(digits, config, path=path)
+  for name in index_lib.SPLITS:
+    np.testing.assert_array_equal(loaded.neighbours[name],
+                                  built.neighbours[name])
+    np.testing.assert_array_equal(loaded.distances[name],
+                                  built.distances[name])
+  np.testing.assert_array_equal(loaded.pca.components, built.pca.components)
+  assert loaded.settings == built.settings
+
+
+def test_stale_index_names_the_mismatch(digits, saved_index, tmp_path):
+  config, path, _ = saved_index
+  with pytest.raises(index_lib.IndexMismatchError,
+                     match=r"k: file has 5, expected 4"):
+    index_lib.build_or_load(digits, neighbour_config(k=4, same_class=False),
+                            path=path)
+  with pytest.raises(index_lib.IndexMismatchError,
+                     match=r"same_class: file has False, expected True"):
+    index_lib.build_or_load(digits, neighbour_config(k=5, same_class=True),
+                            path=path)
+  other = sources.load("digits", seed=1)          # another split of the data
+  with pytest.raises(index_lib.IndexMismatchError,
+                     match=r"data of the train split"):
+    index_lib.build_or_load(other, config, path=path)
+  copy = str(tmp_path / "copy.npz")
+  shutil.copy(path, copy)
+  rebuilt = index_lib.build_or_load(other, config, path=copy, rebuild=True,
+                                    progress=False)
+  assert rebuilt.data_hashes == index_lib.data_hashes(other)
+  assert index_lib.load(copy, other, config).data_hashes == rebuilt.data_hashes
+
+
+def test_index_kmeans_neighbourhoods_are_cluster_prototypes(digits, tmp_path):
+  config = neighbour_config(kind="kmeans", num_clusters=10, num_prototypes=5)
+  index = index_lib.build_or_load(digits, config, str(tmp_path),
+                                  progress=False)
+  assert index.prototypes.shape == (10, 5) and index.k == 5
+  for name in index_lib.SPLITS:
+    np.testing.assert_array_equal(index.neighbours[name],
+                                  index.prototypes[index.clusters[name]])
+  # Test points belong to their nearest centre.
+  feats = pca.transform(index.pca, digits.test.images)
+  d2 = np.sum((feats[:, None] - index.centres[None]) ** 2, -1)
+  np.testing.assert_array_equal(index.clusters["test"], np.argmin(d2, 1))
+
+
+def test_feature_hook_replaces_pca(digits, tmp_path):
+  config = neighbour_config(k=5, same_class=False)
+  hook = lambda images: images.reshape(len(images), -1)[:, :8].astype(
+      np.float32)
+  index = index_lib.build_or_load(digits, config, str(tmp_path),
+                                  features=hook, features_name="first_row",
+                                  progress=False)
+  assert index.pca is None and index.settings["features"] == "first_row"
+  train = hook(digits.train.images)
+  want, _ = brute_force(hook(digits.test.images), train, 5)
+  got = index.neighbours["test"]
+  # Ties are common in 8 integer pixels: compare distances, not indices.
+  d_got = np.sum((hook(digits.test.images)[:, None] - train[got]) ** 2, -1)
+  d_want = np.sum((hook(digits.test.images)[:, None] - train[want]) ** 2, -1)
+  np.testing.assert_array_equal(d_got, d_want)
+  with pytest.raises(ValueError, match="features_name"):
+    index_lib.build(digits, config, features=hook)

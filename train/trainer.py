@@ -1,0 +1,429 @@
+"""The training loop: `train_and_evaluate(config, workdir) -> dict`.
+
+Importable (from Colab too); `train.main` only parses flags and calls it.
+One run:
+
+  1. validate the config, build the model (`nbflows.build_model`), load the
+     data and, for neighbour-conditioned models, the neighbour index;
+  2. resume from the latest checkpoint in `workdir` if there is one
+     (parameters, optimizer state, step, RNG, early-stopping bookkeeping and
+     the data-iterator position), else initialise from the first batch;
+  3. train with `train_step` jitted once over the ("data",) mesh, logging to
+     `workdir/metrics.jsonl` and TensorBoard, validating every
+     `eval_every_steps`, checkpointing every `checkpoint_every_steps`, and
+     stopping early after `early_stopping_patience` validations without a
+     lower validation bits/dim (or `model.selection_metric`);
+  4. evaluate the best checkpoint on the test split (`workdir/eval.json`)
+     and save a grid of samples (`workdir/samples.png`).
+
+A non-finite loss or gradient skips the update (the parameters and optimizer
+state are kept); after `config.max_consecutive_nonfinite_steps` skipped steps
+in a row, training stops with `NonFiniteTrainingError`. On SIGTERM the loop
+saves a checkpoint at the current step and returns; rerunning the same
+command resumes there.
+
+Example:
+  >>> from configs import default
+  >>> config = default.get_config("quick")
+  >>> results = train_and_evaluate(config, "/tmp/quick")  # doctest: +SKIP
+  >>> results["test_bpd"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from nbflows.data import pipeline
+from nbflows.data import sources
+from nbflows.models import base as model_base
+from nbflows.models import registry
+from train import checkpoint as checkpoint_lib
+from train import evaluate as evaluate_lib
+from train import metric_writer
+from train import sharding
+from train import state as state_lib
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+Metrics = Dict[str, Array]
+
+
+class NonFiniteTrainingError(RuntimeError):
+  """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first field with an impossible value.
+
+  Unknown fields are already errors (configs are locked); this checks values.
+
+  Raises:
+    ValueError: e.g. "config.num_train_steps=0; expected an integer >= 1".
+  """
+  at_least = {
+      "num_train_steps": 1, "batch_size": 1, "eval_batch_size": 1,
+      "log_every_steps": 1, "eval_every_steps": 1,
+      "checkpoint_every_steps": 1, "keep_checkpoints": 1,
+      "early_stopping_patience": 0, "num_sample_images": 0,
+      "max_consecutive_nonfinite_steps": 1, "optimizer.warmup_steps": 0,
+  }
+  for field, low in at_least.items():
+    value = config
+    for part in field.split("."):
+      value = value[part]
+    if not isinstance(value, int) or value < low:
+      raise ValueError(
+          f"config.{field}={value!r}; expected an integer >= {low}")
+  positive = {"optimizer.learning_rate": config.optimizer.learning_rate,
+              "optimizer.grad_clip_norm": config.optimizer.grad_clip_norm}
+  for field, value in positive.items():
+    if not value > 0:
+      raise ValueError(f"config.{field}={value!r}; expected a number > 0")
+  if not config.optimizer.weight_decay >= 0:
+    raise ValueError(f"config.optimizer.weight_decay="
+                     f"{config.optimizer.weight_decay!r}; expected >= 0")
+  if config.optimizer.schedule not in state_lib.SCHEDULES:
+    raise ValueError(
+        f"config.optimizer.schedule={config.optimizer.schedule!r}; expected "
+        f"one of {state_lib.SCHEDULES}")
+  if config.optimizer.warmup_steps >= config.num_train_steps:
+    raise ValueError(
+        f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} is not "
+        f"smaller than config.num_train_steps={config.num_train_steps}; the "
+        "warm-up must end before the run does")
+  sources.dataset_info(config.dataset)  # raises for an unknown dataset
+
+
+def make_train_step(model: model_base.Model,
+                    optimizer: optax.GradientTransformation
+                    ) -> Callable[[state_lib.TrainState, Batch],
+                                  Tuple[state_lib.TrainState, Metrics]]:
+  """Builds the pure `train_step(state, batch) -> (state, metrics)`.
+
+  One step: the key is fold_in(state.rng, state.step); the gradient of
+  `model.loss` is clipped and applied by `optimizer`. If the loss or any
+  gradient is NaN or infinite, the new parameters and optimizer state are
+  discarded (the old ones kept), `nonfinite_streak` grows by one and the
+  metric "skipped" is 1; otherwise the streak resets to 0. The step counter
+  advances either way (the batch is consumed).
+
+  Args:
+    model: the model facade (its `loss(params, batch, key)` is minimised).
+    optimizer: from `state.make_optimizer`.
+
+  Returns:
+    The un-jitted step; `compile_train_step` jits it over a mesh.
+  """
+
+  def train_step(state, batch):
+    key = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, key)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    def keep_if_finite(new, old):
+      return jnp.where(finite, new, old)
+
+    streak = jnp.where(finite, 0, state.nonfinite_streak + 1)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=jax.tree.map(keep_if_finite, params, state.params),
+        opt_state=jax.tree.map(keep_if_finite, opt_state, state.opt_state),
+        nonfinite_streak=streak,
+        nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
+                   skipped=(~finite).astype(jnp.float32),
+                   nonfinite_streak=streak)
+    return new_state, metrics
+
+  return train_step
+
+
+def compile_train_step(train_step: Callable, mesh: sharding.Mesh) -> Callable:
+  """Jits `train_step` once over `mesh`.
+
+  The batch is sharded on axis 0; the state is replicated and donated (its
+  buffers are reused for the new state); the metrics are replicated.
+  """
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step,
+                 in_shardings=(replicated, sharding.data_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+class _Preemption:
+  """Tells the loop when to stop for a preemption (SIGTERM).
+
+  With one process, a SIGTERM handler sets a flag (the previous handler is
+  restored on exit; outside the main thread, where Python cannot install
+  handlers, none is). With several, `jax.distributed` has its own SIGTERM
+  notifier, and orbax's preemption sync point makes every host stop at the
+  same step.
+  """
+
+  def __init__(self, checkpointer: checkpoint_lib.Checkpointer):
+    self._checkpointer = checkpointer
+    self._received = False
+    self._previous = None
+
+  def __enter__(self):
+    if (jax.process_count() == 1
+        and threading.current_thread() is threading.main_thread()):
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping")
+    self._received = True
+
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step`."""
+    if jax.process_count() > 1:
+      return self._checkpointer.reached_preemption(step)
+    return self._received
+
+  def __exit__(self, *exc_info):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _mean_train_metrics(window: list[Metrics]) -> Dict[str, float]:
+  """Averages per-step metrics over the steps that were not skipped."""
+  window = jax.device_get(window)
+  kept = [m for m in window if not m["skipped"]]
+  names = [k for k in window[0] if k not in ("skipped", "nonfinite_streak")]
+  values = {k: float(np.mean([m[k] for m in kept])) if kept else float("nan")
+            for k in names}
+  values["skipped_steps"] = float(len(window) - len(kept))
+  return values
+
+
+def _check_streak(metrics: Optional[Metrics], step: int, limit: int) -> None:
+  if metrics is None:
+    return
+  streak = int(metrics["nonfinite_streak"])
+  if streak >= limit:
+    raise NonFiniteTrainingError(
+        f"training stopped at step {step}: the last {streak} steps had a "
+        "non-finite loss or gradient and were skipped "
+        f"(config.max_consecutive_nonfinite_steps={limit}); check the data "
+        "for NaNs, or lower config.optimizer.learning_rate")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          model: model_base.Model, splits: sources.Splits,
+          index: Any = None,
+          mesh: Optional[sharding.Mesh] = None) -> Dict[str, Any]:
+  """Trains `model` on `splits`, then evaluates it on the test split.
+
+  `train_and_evaluate` builds the model and the data from the config and
+  calls this; tests call it with small models and synthetic splits.
+
+  Args:
+    config: a validated config.
+    workdir: where checkpoints, metrics, samples and eval.json go.
+    model: the model facade.
+    splits: the dataset.
+    index: the neighbour index for neighbour-conditioned models, else None.
+    mesh: the device mesh (default: every device).
+
+  Returns:
+    The contents of eval.json (see `evaluate.write_test_report`) plus
+    "preempted": False; or, when stopped by SIGTERM, {"preempted": True,
+    "steps_trained": step} without a test evaluation.
+
+  Raises:
+    ValueError: if the batch size does not split over the devices, or the
+      workdir holds checkpoints of another model.
+    NonFiniteTrainingError: after too many consecutive non-finite steps.
+  """
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  sharding.check_batch_size(config.batch_size, mesh)
+  replicated = sharding.replicated(mesh)
+  optimizer = state_lib.make_optimizer(config.optimizer, config.num_train_steps)
+  schedule = state_lib.make_schedule(config.optimizer, config.num_train_steps)
+  train_step = compile_train_step(make_train_step(model, optimizer), mesh)
+  init_fn = jax.jit(
+      lambda key, batch: state_lib.create_train_state(
+          model, optimizer, key, batch),
+      in_shardings=(replicated, sharding.data_sharding(mesh)),
+      out_shardings=replicated)
+
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
+  step = checkpointer.latest_step() or 0
+  # The pipeline is deterministic under the seed: skipping the batches the
+  # restored steps consumed puts it where the interrupted run was.
+  batches = itertools.islice(
+      pipeline.train_iterator(splits, index, config, config.seed), step, None)
+  first = sharding.shard_batch(next(batches), mesh)
+  key = jax.random.key(config.seed)
+  if step:
+    state, loop = _restore(config, workdir, checkpointer, step,
+                           _abstract(jax.eval_shape(init_fn, key, first),
+                                     replicated))
+  else:
+    state, loop = init_fn(key, first), {
+        "best_value": None, "best_step": None,
+        "evals_without_improvement": 0, "stopped_early": False}
+  checkpoint_lib.save_config(config, workdir)
+
+  writer = metric_writer.MetricWriter(workdir)
+  eval_step = evaluate_lib.make_eval_step(model, mesh)
+  done = step >= config.num_train_steps or loop["stopped_early"]
+  preempted = False
+  progress = tqdm.tqdm(total=config.num_train_steps, initial=step,
+                       disable=jax.process_index() != 0 or done,
+                       desc="train", unit="step")
+  with contextlib.ExitStack() as stack:
+    preemption = stack.enter_context(_Preemption(checkpointer))
+    stack.callback(writer.close)
+    stack.callback(progress.close)
+    # Also on an exception: finish the saves in flight (a kill loses them,
+    # and orbax's atomic rename makes that safe).
+    stack.callback(checkpointer.close)
+    window, previous, tick = [], None, time.time()
+    while not done:
+      batch = first if previous is None else sharding.shard_batch(
+          next(batches), mesh)
+      state, metrics = train_step(state, batch)
+      # Reading the previous step's streak lets this step run meanwhile.
+      _check_streak(previous, step, config.max_consecutive_nonfinite_steps)
+      previous = metrics
+      step += 1
+      progress.update(1)
+      window.append(metrics)
+      last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or last:
+        values = _mean_train_metrics(window)
+        values["learning_rate"] = float(schedule(step - 1))
+        values["steps_per_second"] = len(window) / (time.time() - tick)
+        values["nonfinite_total"] = float(jax.device_get(state.nonfinite_total))
+        writer.write(step, "train", values)
+        progress.set_postfix(loss=f"{values['loss']:.4f}")
+        window, tick = [], time.time()
+      improved = False
+      if step % config.eval_every_steps == 0 or last:
+        improved = _validate(config, model, state.params, splits, index, mesh,
+                             eval_step, step, loop, writer)
+      preempted = preemption.reached(step)
+      done = last or preempted or loop["stopped_early"]
+      if improved or done or step % config.checkpoint_every_steps == 0:
+        checkpointer.save(step, state, loop, best=improved)
+    _check_streak(previous, step, config.max_consecutive_nonfinite_steps)
+    checkpointer.wait()
+    if preempted:
+      logging.warning("preempted at step %d; rerun to resume", step)
+      return {"preempted": True, "steps_trained": step}
+
+    # The test evaluation uses the best parameters by validation.
+    checkpoint_step = checkpointer.best_step()
+    if checkpoint_step is not None and checkpoint_step != step:
+      state, _ = checkpointer.restore(checkpoint_step,
+                                      _abstract(state, replicated),
+                                      which="best")
+    results = evaluate_lib.write_test_report(
+        config, workdir, model, state.params, splits, index, mesh,
+        steps_trained=step, checkpoint_step=int(jax.device_get(state.step)),
+        eval_step=eval_step)
+    writer.write(step, "test", {name[len("test_"):]: value
+                                for name, value in results.items()
+                                if name.startswith("test_")})
+  return dict(results, preempted=False)
+
+
+def _abstract(tree: Any, target: jax.sharding.Sharding) -> Any:
+  """Shape-dtype structures of `tree`'s leaves, placed with `target`."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target), tree)
+
+
+def _restore(config, workdir, checkpointer, step, abstract_state):
+  """Restores the state and loop bookkeeping saved at `step`."""
+  config_path = os.path.join(workdir, checkpoint_lib.CONFIG_FILE)
+  saved_config = (checkpoint_lib.load_config(workdir).to_dict()
+                  if os.path.exists(config_path) else {})
+  state, loop = checkpointer.restore(
+      step, abstract_state, config_diff=checkpoint_lib.config_differences(
+          saved_config, config.to_dict()))
+  logging.info("resumed from step %d in %s", step, workdir)
+  return state, loop
+
+
+def _validate(config, model, params, splits, index, mesh, eval_step, step,
+              loop, writer: metric_writer.MetricWriter) -> bool:
+  """Runs the validation pass and updates the early-stopping bookkeeping.
+
+  Returns:
+    Whether the validation metric improved on the best so far.
+  """
+  values = evaluate_lib.evaluate_split(
+      model, params,
+      pipeline.eval_iterator(splits, index, "validation",
+                             config.eval_batch_size),
+      mesh, config.eval_batch_size, config.seed, eval_step)
+  metric = evaluate_lib.selection_metric(model)
+  if metric not in values:
+    raise ValueError(f"model {model.name!r} reports eval metrics "
+                     f"{sorted(values)}; selecting the best checkpoint needs "
+                     f"{metric!r} (set model.selection_metric)")
+  value = values[metric]
+  improved = bool(np.isfinite(value)) and (
+      loop["best_value"] is None or value < loop["best_value"])
+  if improved:
+    loop.update(best_value=value, best_step=step, evals_without_improvement=0)
+  else:
+    loop["evals_without_improvement"] += 1
+  patience = config.early_stopping_patience
+  if patience and loop["evals_without_improvement"] >= patience:
+    loop["stopped_early"] = True
+    logging.info("early stopping at step %d: validation %s has not improved "
+                 "on %s (step %s) for %d evaluations", step, metric,
+                 loop["best_value"], loop["best_step"], patience)
+  best = loop["best_value"]
+  writer.write(step, "validation", dict(
+      values, **{f"best_{metric}": float("nan") if best is None else best}))
+  return improved
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> Dict[str, Any]:
+  """Builds the model and data from `config`, trains, and evaluates on test.
+
+  Args:
+    config: e.g. `configs.default.get_config("quick")`.
+    workdir: the run's directory (created if needed); rerunning with the same
+      workdir resumes from its latest checkpoint.
+
+  Returns:
+    See `train`: eval.json's contents (test_bpd, num_params, ...) and
+    "preempted".
+
+  Raises:
+    ValueError: for an impossible config value (naming the field), a batch
+      size that does not split over the devices, or checkpoints in
+      `workdir` written for another model.
+    NonFiniteTrainingError: after too many consecutive non-finite steps.
+  """
+  validate_config(config)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)  # before loading data
+  model = registry.build_model(config)
+  splits, index = evaluate_lib.load_data(config, model)
+  return train(config, workdir, model, splits, index, mesh)
