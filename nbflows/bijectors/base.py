@@ -47,8 +47,8 @@ def as_functions(layer: nn.Module) -> Tuple[BijectorFn, BijectorFn]:
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> from nbflows.bijectors import AffineCoupling, as_functions
-    >>> layer = AffineCoupling(mask="half", hidden=(16,))
+    >>> from nbflows.bijectors import AffineCoupling, MLPCoupler, as_functions
+    >>> layer = AffineCoupling(mask="half", coupler=MLPCoupler((16,)))
     >>> x = jnp.ones((2, 4))
     >>> params = layer.init(jax.random.key(0), x)
     >>> forward, inverse = as_functions(layer)
