@@ -27,11 +27,14 @@ from typing import Callable, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from nbflows import bijectors
 from nbflows.bijectors import base
 from nbflows.bijectors import preprocessing
+from nbflows.data import sources
 from nbflows.distributions import gaussian
+from nbflows.models import base as model_base
 
 Array = jax.Array
 
@@ -404,3 +407,34 @@ class FlowModel(nn.Module):
     z = self.prior_sample(key, cond, num_samples, temperature)
     x, _ = self.inverse(z, cond)
     return x
+
+
+def image_dataset_info(config: ml_collections.ConfigDict
+                       ) -> sources.DatasetInfo:
+  """`config.dataset`'s description, checked to be images [H, W, C].
+
+  Raises:
+    ValueError: if the dataset is made of vectors, naming the model.
+  """
+  info = sources.dataset_info(config.dataset)
+  if len(info.event_shape) != 3:
+    raise ValueError(f"model {config.model!r} needs images; dataset "
+                     f"{config.dataset!r} has event shape {info.event_shape} "
+                     "(use 'rnvp_mlp' or 'maf' for vectors)")
+  return info
+
+
+def unconditional_model(config: ml_collections.ConfigDict,
+                        info: sources.DatasetInfo,
+                        transform: nn.Module) -> model_base.Model:
+  """Wraps `transform` in a `FlowModel` with a standard-normal prior.
+
+  The preprocessing follows the dataset (`info.num_levels`) and
+  `config.flow.logit_alpha`; the facade is named `config.model`.
+  """
+  module = FlowModel(transform=transform, event_shape=info.event_shape,
+                     num_levels=info.num_levels,
+                     logit_alpha=config.flow.logit_alpha)
+  return model_base.Model(module, info.event_shape, name=config.model,
+                          num_classes=info.num_classes,
+                          num_levels=info.num_levels)

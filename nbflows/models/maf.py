@@ -56,8 +56,4 @@ def build_maf(config: ml_collections.ConfigDict) -> base.Model:
   info = sources.dataset_info(config.dataset)
   transform = flow.Flattened(
       inner=maf_transform(config.flow.num_layers, config.flow.mlp_hidden))
-  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
-                          num_levels=info.num_levels,
-                          logit_alpha=config.flow.logit_alpha)
-  return base.Model(module, info.event_shape, name=config.model,
-                    num_classes=info.num_classes, num_levels=info.num_levels)
+  return flow.unconditional_model(config, info, transform)

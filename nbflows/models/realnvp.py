@@ -157,20 +157,12 @@ def build_rnvp(config: ml_collections.ConfigDict) -> base.Model:
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
   num_res_blocks, logit_alpha}.
   """
-  info = sources.dataset_info(config.dataset)
-  if len(info.event_shape) != 3:
-    raise ValueError(f"model 'rnvp' needs images; dataset {config.dataset!r} "
-                     f"has event shape {info.event_shape} (use 'rnvp_mlp' or "
-                     "'maf' for vectors)")
+  info = flow.image_dataset_info(config)
   transform = multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
       config.flow.num_res_blocks)
-  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
-                          num_levels=info.num_levels,
-                          logit_alpha=config.flow.logit_alpha)
-  return base.Model(module, info.event_shape, name=config.model,
-                    num_classes=info.num_classes, num_levels=info.num_levels)
+  return flow.unconditional_model(config, info, transform)
 
 
 def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.Model:
@@ -183,8 +175,4 @@ def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.Model:
   info = sources.dataset_info(config.dataset)
   transform = flow.Flattened(
       inner=vector_transform(config.flow.num_layers, config.flow.mlp_hidden))
-  module = flow.FlowModel(transform=transform, event_shape=info.event_shape,
-                          num_levels=info.num_levels,
-                          logit_alpha=config.flow.logit_alpha)
-  return base.Model(module, info.event_shape, name=config.model,
-                    num_classes=info.num_classes, num_levels=info.num_levels)
+  return flow.unconditional_model(config, info, transform)
