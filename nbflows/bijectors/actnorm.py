@@ -50,17 +50,8 @@ class ActNorm(base.Bijector):
 
   @nn.compact
   def _bijector(self, x: Array, cond: Optional[Array]) -> distrax.Bijector:
-    if x.ndim < 2:
-      raise ValueError(f"x has shape {tuple(x.shape)}; expected [batch, ..., "
-                       "channels]")
+    base.check_channels(self, x, "log_scale")
     base.check_cond(cond, None, x.shape[0])
-    channels = x.shape[-1]
-    if self.has_variable("params", "log_scale"):
-      expected = self.get_variable("params", "log_scale").shape[0]
-      if channels != expected:
-        raise ValueError(f"x has {channels} channels (shape "
-                         f"{tuple(x.shape)}); this ActNorm was initialised "
-                         f"with {expected}")
     axes = tuple(range(x.ndim - 1))
 
     def init_log_scale(_):

@@ -121,6 +121,26 @@ def check_cond(cond: Optional[Array], expected_shape: Optional[Sequence[int]],
                      f"{list(expected)}")
 
 
+def check_channels(layer: nn.Module, x: Array, param: str) -> None:
+  """Checks `x` is [batch, ..., channels] with the channels `layer` was built for.
+
+  The channel count is read from the leading axis of the per-channel
+  parameter `param` once the layer is initialised.
+
+  Raises:
+    ValueError: if `x` has rank < 2 or another channel count.
+  """
+  if x.ndim < 2:
+    raise ValueError(f"x has shape {tuple(x.shape)}; expected [batch, ..., "
+                     "channels]")
+  if layer.has_variable("params", param):
+    expected = layer.get_variable("params", param).shape[0]
+    if x.shape[-1] != expected:
+      raise ValueError(f"x has {x.shape[-1]} channels (shape "
+                       f"{tuple(x.shape)}); this {type(layer).__name__} was "
+                       f"initialised with {expected}")
+
+
 def sum_except_batch(x: Array) -> Array:
   """Sums all axes but the first: [B, ...] -> [B]."""
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)

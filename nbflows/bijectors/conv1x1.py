@@ -79,17 +79,9 @@ class Conv1x1(base.Bijector):
 
   @nn.compact
   def _bijector(self, x: Array, cond: Optional[Array]) -> distrax.Bijector:
-    if x.ndim < 2:
-      raise ValueError(f"x has shape {tuple(x.shape)}; expected [batch, ..., "
-                       "channels]")
+    base.check_channels(self, x, "log_s")
     base.check_cond(cond, None, x.shape[0])
     channels = x.shape[-1]
-    if self.has_variable("params", "log_s"):
-      expected = self.get_variable("params", "log_s").shape[0]
-      if channels != expected:
-        raise ValueError(f"x has {channels} channels (shape "
-                         f"{tuple(x.shape)}); this Conv1x1 was initialised "
-                         f"with {expected}")
     # The three parameters come from one rotation, so they share one key.
     # Outside `init`, Flax only evaluates the initialisers' shapes, and any
     # key will do.
