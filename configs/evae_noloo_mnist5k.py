@@ -1,4 +1,4 @@
-"""Exemplar VAE on binarised mnist5k without leave-one-out (paper 3, Table 1)."""
+"""Exemplar VAE on binarised mnist5k, no leave-one-out (paper 3, Table 1)."""
 from configs import evae_mnist5k
 
 

@@ -1,4 +1,4 @@
-"""Generative latent flow (paper 5, eq. 5) on mnist5k, 20-D codes as in Sec. 4."""
+"""Generative latent flow (paper 5, eq. 5) on mnist5k, 20-D codes (Sec. 4)."""
 from configs import glf_digits
 
 

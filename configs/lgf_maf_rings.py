@@ -2,7 +2,7 @@
 
 Five MAF layers with MADEs of 4 hidden layers of 50 units, a scalar u per
 layer, the (s, t) and p, q networks of configs/lgf_maf_two_rectangles.py
-(119,930 parameters, against the MAF baseline's 160,080); training settings
+(119,910 parameters, against the MAF baseline's 160,080); training settings
 of configs/maf_two_rectangles.py.
 
 Expected: a test log-likelihood (eval.json `test_log_likelihood`) above the

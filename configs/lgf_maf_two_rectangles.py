@@ -3,7 +3,7 @@
 Five MAF layers with MADEs of 2 hidden layers of 10 units, each followed by
 G(z; u) = exp(s(u)) * g(z) + t(u) with a scalar u (eq. 6); the (s, t) net
 has 2 hidden layers of 10 units and the p(u | z), q(u | z) nets 4 of 50
-(80,830 parameters, against the MAF baseline's 83,170). Trained on the
+(80,810 parameters, against the MAF baseline's 83,170). Trained on the
 single-sample ELBO (Alg. 1) with the training settings of
 configs/maf_two_rectangles.py; validated with 10 importance samples and
 tested with 1,000 (paper 2, Sec. 5).

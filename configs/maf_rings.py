@@ -1,7 +1,7 @@
 """MAF on three concentric rings (paper 2, Fig. 4 and App. D.2).
 
 Twenty autoregressive layers of MADEs with 4 hidden layers of 50 units
-(160,080 parameters, against LGF-MAF's 119,930 in configs/lgf_maf_rings.py);
+(160,080 parameters, against LGF-MAF's 119,910 in configs/lgf_maf_rings.py);
 training settings of configs/maf_two_rectangles.py.
 
 Expected: a test log-likelihood below LGF-MAF's on the same data and steps,

@@ -2,7 +2,7 @@
 
 Ten autoregressive layers of MADEs with 4 hidden layers of 51 units (the
 paper's 4 x 50 widened by one unit so that the baseline has at least as many
-parameters as configs/lgf_maf_two_rectangles.py: 83,170 against 80,830), a
+parameters as configs/lgf_maf_two_rectangles.py: 83,170 against 80,810), a
 standard-normal prior, trained by maximum likelihood. The training settings
 here (batch, steps, optimiser, no early stopping) are shared by every
 2-D config, MAF and LGF-MAF alike, so the pairs compare like with like.

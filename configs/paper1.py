@@ -56,7 +56,7 @@ def cpu_sized(config: ml_collections.ConfigDict,
   """The flow and run length of every paper-1 config on digits and mnist5k.
 
   RealNVP with 16-channel couplers of one residual block (56,565 parameters
-  on digits) and 1,500 steps. NCL runs its flow on the k neighbours too, so
+  on digits) and 1,000 steps. NCL runs its flow on the k neighbours too, so
   it costs about k + 1 times RNVP per step; this keeps the digits run
   within minutes. Compare RNVP at the same size (`train.compare --set
   flow.hidden_channels=16 --set flow.num_res_blocks=1`).
@@ -64,5 +64,5 @@ def cpu_sized(config: ml_collections.ConfigDict,
   if arg != "quick":
     config.flow.hidden_channels = 16
     config.flow.num_res_blocks = 1
-    config.num_train_steps = 1_500
+    config.num_train_steps = 1_000
   return config

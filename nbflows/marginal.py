@@ -1,4 +1,4 @@
-"""The marginal likelihood of a conditional model (paper 1, eq. 4, App. B.3, B.5).
+"""The marginal likelihood of conditional models (paper 1, eq. 4, B.3, B.5).
 
 A neighbourhood model defines p(x | N); its generative process picks the
 neighbourhood of a random training point, so its density is (eq. 4)
@@ -382,6 +382,7 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
                                train, neighbour_index=None, *,
                                num_neighbourhoods: int = 100,
                                key: Optional[Array] = None,
+                               exact: bool = False,
                                **kwargs) -> TrainingSetMarginal:
   """Eq. 4 against a training split, by the cheapest faithful route.
 
@@ -389,7 +390,8 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
     * NCL, or any neighbourhood model with a k-means index (App. B.5):
       exact over every training neighbourhood;
     * other neighbourhood models (NCT with kNN): sampled with
-      M = `num_neighbourhoods` (App. B.3; at most N).
+      M = `num_neighbourhoods` (App. B.3; at most N), or exact over all N
+      with ``exact=True`` (N conditional passes per point).
 
   Args:
     model: a conditional model.
@@ -401,6 +403,7 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
       (neighbourhood models only); its `neighbours["train"]` are the rows.
     num_neighbourhoods: M for the sampled route.
     key: PRNG key for the sampled route.
+    exact: sum over every neighbourhood whatever the model.
     **kwargs: `batch_size`, `block_size` of `marginal_log_prob`.
 
   Returns:
@@ -425,7 +428,8 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
                      "pass the neighbour index it was trained with")
   conditions = Neighbourhoods(train.images, neighbour_index.neighbours["train"])
   total = num_rows(conditions)
-  if is_ncl(model) or getattr(neighbour_index, "kind", "knn") == "kmeans":
+  if exact or is_ncl(model) or getattr(neighbour_index, "kind",
+                                       "knn") == "kmeans":
     distinct = len(unique_rows(conditions)[0])
     return TrainingSetMarginal(
         marginal_log_prob(model, params, x, conditions, **kwargs),

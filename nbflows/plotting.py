@@ -15,10 +15,10 @@ From the command line, for finished training runs:
 
 Example:
   >>> import jax.numpy as jnp
-  >>> grid = log_density_grid(lambda p: -0.5 * jnp.sum(p**2, -1),
+  >>> grid = log_density_grid(lambda p: 1.0 - 0.5 * jnp.sum(p**2, -1),
   ...                         bounds=(-1, 1, -1, 1), resolution=3)
   >>> grid.log_density.shape, float(grid.log_density[1, 1])
-  ((3, 3), 0.0)
+  ((3, 3), 1.0)
 """
 from __future__ import annotations
 

@@ -3,16 +3,16 @@
 Every entry of `CASES` goes through: output shapes; the round trip
 ``inverse(forward(x)) == x``; ``logdet_inverse == -logdet_forward``; the
 log-det against ``slogdet(jax.jacfwd(forward))``; jitted against eager;
-batched against per-example; identity at initialisation (where the case says
-the layer is built to be); and invalid input raising ``ValueError`` that names
-the problem.
+batched against per-example (each example alone, as a batch of one, gives
+the same result, and the batch Jacobian has no cross-example blocks);
+identity at initialisation (where the case says the layer is built to be);
+and invalid input raising ``ValueError`` that names the problem.
 
 All checks but the identity one run on randomly *perturbed* parameters, so a
 zero-initialised layer (the identity, log-det 0) cannot pass them trivially.
 
-To cover a new layer, append a `Case` to `CASES` (next to the others, or in
-your own test module via ``from tests.test_bijectors import Case,
-run_contract`` style reuse of the helpers below).
+To cover a new layer, append a `Case` to `CASES` below (keep shapes tiny:
+every case costs compile time).
 """
 from __future__ import annotations
 

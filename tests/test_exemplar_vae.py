@@ -140,7 +140,7 @@ def test_knn_bound_is_below_exact_prior_and_tight_at_k_equals_m(k):
     np.testing.assert_allclose(bound, exact, rtol=1e-5, atol=1e-5)
   else:
     assert bool(jnp.all(bound < exact))
-    # The nearest exemplars give the tightest k-term bound: any other k do worse.
+    # The nearest exemplars give the tightest k-term bound; other k do worse.
     others = jnp.tile(jnp.arange(7 - k, 7), (6, 1))
     worst = exemplar_prior.knn_log_density(z, means[others], log_variance, 7)
     assert bool(jnp.all(bound >= worst - 1e-5))
@@ -290,3 +290,23 @@ def test_invalid_settings_raise(images):
   with pytest.raises(ValueError, match="prior='gaussian'"):
     exemplar_vae.ExemplarVAEModel(vae.VAE(event_shape=EVENT), images,
                                   num_levels=LEVELS)
+
+
+def test_augmentation_loss_is_eq_16():
+  from train import augment  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  real, synthetic = rng.normal(size=(2, 4, 3))
+  labels = np.array([0, 2, 1, 2])
+  log_p_real = real - special.logsumexp(real, axis=1, keepdims=True)
+  log_p_synthetic = synthetic - special.logsumexp(synthetic, axis=1,
+                                                  keepdims=True)
+  expected = -np.mean(0.3 * log_p_real[np.arange(4), labels]
+                      + 0.7 * log_p_synthetic[np.arange(4), labels])
+  got = augment.augmentation_loss(jnp.asarray(real), jnp.asarray(synthetic),
+                                  jnp.asarray(labels), weight=0.3)
+  np.testing.assert_allclose(got, expected, rtol=1e-5)
+  # lambda = 1 ignores the synthetic images entirely.
+  np.testing.assert_allclose(
+      augment.augmentation_loss(jnp.asarray(real), jnp.asarray(0 * synthetic),
+                                jnp.asarray(labels), weight=1.0),
+      -np.mean(log_p_real[np.arange(4), labels]), rtol=1e-5)

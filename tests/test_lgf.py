@@ -206,3 +206,22 @@ def test_builders_reject_the_wrong_kind_of_data():
   module = lgf.LGFFlow(transform=lgf.LGFChain(()), event_shape=(2,))
   with pytest.raises(ValueError, match="eval_samples=0"):
     lgf.LGFModel(module, eval_samples=0)
+
+
+def test_density_grid_and_plot(tmp_path):
+  """`plotting.log_density_grid` samples a density in place (a standard
+  normal integrates to ~1 over [-5, 5]^2) and `plot_densities` writes a PNG."""
+  from nbflows import plotting
+  grid = plotting.log_density_grid(
+      lambda p: jax.scipy.stats.norm.logpdf(p).sum(-1), (-5, 5, -5, 5),
+      resolution=101, batch_size=1000)
+  cell = (grid.xs[1] - grid.xs[0]) * (grid.ys[1] - grid.ys[0])
+  np.testing.assert_allclose(np.exp(grid.log_density).sum() * cell, 1.0,
+                             atol=1e-3)
+  np.testing.assert_allclose(grid.log_density[50, 75],
+                             -np.log(2 * np.pi) - 0.5 * 2.5**2, rtol=1e-5)
+  path = str(tmp_path / "density.png")
+  plotting.plot_densities([("a", grid), ("b", grid)], path,
+                          points=np.zeros((3, 2)))
+  with open(path, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -101,8 +101,9 @@ def test_repeated_rows_count_as_weights_as_for_kmeans_clusters():
       model, params, x, marginal.Neighbourhoods(images, members))
   weighted = marginal.marginal_log_prob(
       model, params, x, marginal.Neighbourhoods(images, rows[:3], [5, 2, 1]))
-  expected = brute_force(model, params, x, marginal.Neighbourhoods(images, rows),
-                         np.arange(3), np.log(np.array([5, 2, 1]) / 8))
+  expected = brute_force(model, params, x,
+                         marginal.Neighbourhoods(images, rows), np.arange(3),
+                         np.log(np.array([5, 2, 1]) / 8))
   np.testing.assert_allclose(exact, expected, rtol=1e-5, atol=2e-3)
   np.testing.assert_allclose(weighted, exact, rtol=1e-6, atol=1e-4)
 

@@ -139,7 +139,8 @@ def test_wrong_or_missing_neighbourhood_names_the_expected_shape(bad, expected):
 
 def test_module_raises_without_the_facade_too():
   model, params, x, neighbours = setup()
-  with pytest.raises(ValueError, match=r"cond is missing.*\[batch, k, 8, 8, 1\]"):
+  with pytest.raises(ValueError,
+                     match=r"cond is missing.*\[batch, k, 8, 8, 1\]"):
     model.module.apply(params, x, None, method="log_prob")
   with pytest.raises(ValueError, match=r"expected neighbourhoods of shape"):
     model.module.apply(params, x, neighbours[:, 0], method="log_prob")
@@ -153,8 +154,8 @@ def test_contrastive_loss_by_hand():
                                                weight=2.0)
   hinges = [max(0.0, 0.5 + 1.0 - 1.2), max(0.0, 0.5 + 2.0 - 3.0),
             max(0.0, 0.5 + 0.5 - 0.4)]                  # 0.3, 0, 0.6
-  np.testing.assert_allclose(loss, np.mean([1.0, 2.0, 0.5]) + 2 * np.mean(hinges),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      loss, np.mean([1.0, 2.0, 0.5]) + 2 * np.mean(hinges), rtol=1e-6)
   np.testing.assert_allclose(metrics["hinge"], np.mean(hinges), rtol=1e-6)
   np.testing.assert_allclose(metrics["margin_met"], 1 / 3, rtol=1e-6)
 

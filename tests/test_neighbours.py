@@ -1,5 +1,8 @@
 """Tests of the neighbour index: PCA, exact kNN, k-means, the saved file."""
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -62,6 +65,48 @@ def test_knn_queries_equal_brute_force(points, same_class):
                                 kwargs.get("database_labels"))
   np.testing.assert_array_equal(got, want)
   np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_knn_two_stages_across_chunks_and_groups(exclude_self):
+  # 203 points in chunks of 16 and groups of 4: many chunks, a padded last
+  # chunk, and groups whose maxima decide which points are scored again.
+  x = RNG.standard_normal((203, 3)).astype(np.float32)
+  got, dist = knn.knn(x, 6, exclude_self=exclude_self, block_size=16,
+                      chunk_size=16, group_size=4, progress=False)
+  want, want_dist = brute_force(x, x, 6, self_indices=np.arange(203)
+                                if exclude_self else None)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-4)
+
+
+# knn.py is loaded on its own, without the nbflows package (and TensorFlow).
+MULTI_DEVICE_SCRIPT = """
+import importlib.util
+import numpy as np
+import jax
+spec = importlib.util.spec_from_file_location("knn", "nbflows/neighbours/knn.py")
+knn = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(knn)
+assert len(jax.devices()) == 3
+x = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
+labels = np.arange(100) % 2
+got, _ = knn.knn(x, 3, database_labels=labels, block_size=8, progress=False)
+d2 = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, -1)
+d2[labels[:, None] != labels[None]] = np.inf
+np.fill_diagonal(d2, np.inf)
+assert (got == np.argsort(d2, 1)[:, :3]).all()
+print("ok")
+"""
+
+
+def test_knn_spreads_query_blocks_over_devices():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3",
+             JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], env=env,
+                       cwd=root, capture_output=True, text=True, check=False)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_knn_too_few_eligible_points_names_both_numbers():

@@ -87,6 +87,20 @@ def test_dequantisation_noise_is_uniform(digits):
   np.testing.assert_allclose(counts, 0.25, atol=0.02)
 
 
+def test_dequantised_values_stay_below_the_next_level():
+  # In float32, 255 + u rounds to 256 for u > 1 - 2^-17 (about 8 in 10^6
+  # draws); the pipeline must cap it. 4 batches hold 10^6 values.
+  images = np.full((256, 32, 32, 1), 255, np.uint8)
+  split = sources.Split(images, np.zeros(256, np.int32))
+  info = sources.DatasetInfo("full", (32, 32, 1), 256, None)
+  splits = sources.Splits(split, split, split, info)
+  batches = take(pipeline.train_iterator(splits, None, make_config(256), 0), 4)
+  x = np.stack([b["x"] for b in batches])
+  assert x.min() >= 255.0 and x.max() < 256.0
+  largest = np.nextafter(np.float32(256), np.float32(0))    # 256 - 2^-16
+  assert np.sum(x == largest) > 0                 # the cap was exercised
+
+
 def take(iterator, n):
   return list(itertools.islice(iterator, n))
 

@@ -1,4 +1,4 @@
-"""Sampling (paper 1, Alg. 2, App. B.4): unconditional, targeted, interpolation."""
+"""Sampling (paper 1, Alg. 2, App. B.4): unconditional, targeted, interpolated."""
 from __future__ import annotations
 
 import functools
@@ -110,7 +110,8 @@ def test_unconditional_samples_use_random_training_neighbourhoods():
 
 def test_targeted_sampling_rejects_a_wrong_set_of_images():
   model, params, images, _ = setup()
-  with pytest.raises(ValueError, match=r"expected a set of images \[k, 8, 8, 1\]"):
+  with pytest.raises(ValueError,
+                     match=r"expected a set of images \[k, 8, 8, 1\]"):
     sampling.sample_like(model, params, jax.random.key(0), images[0], 2)
   with pytest.raises(ValueError, match=r"\(3, 4, 4, 1\)"):
     sampling.sample_like(model, params, jax.random.key(0),

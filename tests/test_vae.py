@@ -155,6 +155,7 @@ def test_loss_and_eval_metrics_are_consistent():
   assert set(evaluated) == {"elbo", "loss", "reconstruction_nll", "kl", "iwae",
                             "iwae_stderr"}
   assert all(v.shape == (4,) for v in evaluated.values())
+  assert model.eval_settings == {"iwae_samples": 8}
   np.testing.assert_allclose(evaluated["elbo"], -evaluated["loss"])
   np.testing.assert_allclose(evaluated["elbo"], -(
       evaluated["reconstruction_nll"] + evaluated["kl"]), rtol=1e-5)
@@ -190,7 +191,7 @@ def test_training_lowers_the_negative_elbo_on_digits():
 def test_active_units_counts_varying_dimensions():
   rng = np.random.default_rng(0)
   means = np.stack([rng.normal(0, 1, 500), rng.normal(0, 0.05, 500),
-                    rng.normal(0, 0.2, 500)], axis=1)   # variances 1, .0025, .04
+                    rng.normal(0, 0.2, 500)], axis=1)  # var 1, .0025, .04
   assert vae.active_units(jnp.asarray(means)) == 2
   assert vae.active_units(jnp.asarray(means), threshold=0.5) == 1
 

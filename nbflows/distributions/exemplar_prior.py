@@ -77,7 +77,7 @@ def log_density(z: Array, means: Array, log_variance: Array,
   Example:
     >>> import jax.numpy as jnp
     >>> z = jnp.zeros((1, 2)); means = jnp.zeros((3, 2))
-    >>> round(float(log_density(z, means, jnp.array(0.0))[0]), 4)  # log N(0; 0, I)
+    >>> round(float(log_density(z, means, jnp.array(0.0))[0]), 4)  # N(0; 0, I)
     -1.8379
   """
   _check_codes(z, means, "means")

@@ -33,7 +33,8 @@ Example:
   >>> images = np.random.default_rng(0).integers(0, 17, (10, 4, 4, 1), np.uint8)
   >>> model = ExemplarVAEModel(
   ...     vae.VAE(event_shape=(4, 4, 1), latent_dim=2, hidden=(8,),
-  ...             prior="exemplar"), images, num_levels=17, iwae_samples=4)
+  ...             prior="exemplar"), images, num_levels=17, knn=2,
+  ...     iwae_samples=4)
   >>> batch = {"x": jnp.asarray(images[:3], jnp.float32) + 0.5,
   ...          "index": jnp.arange(3)}
   >>> params = model.init(jax.random.key(0), batch)
@@ -100,7 +101,7 @@ class ExemplarVAEModel(vae.VAEModel):
 
   # ------------------------------------------------------------- exemplars
   def exemplar_inputs(self, indices: Optional[Array] = None) -> Array:
-    """Grey-level exemplars [M, *event] in [0, 1] (all N if `indices` is None)."""
+    """Grey-level exemplars [M, *event] in [0, 1] (all N if no `indices`)."""
     images = self.exemplars if indices is None else self.exemplars[indices]
     return images.astype(jnp.float32) / (self.num_levels - 1)
 
@@ -119,7 +120,7 @@ class ExemplarVAEModel(vae.VAEModel):
   # ----------------------------------------------------------------- priors
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
-    """log r(z | pi) over a random subset pi, minus the point itself (eq. 13)."""
+    """log r(z | pi) over a random subset pi less the point itself (eq. 13)."""
     indices = self._subsample(key)
     means = self.exemplar_means(params, indices)
     mask = (exemplar_prior.leave_one_out_mask(batch["index"], indices)
@@ -317,7 +318,7 @@ class ExemplarVAEModel(vae.VAEModel):
 
 def build_evae(config: Any,
                splits: Optional[sources.Splits] = None) -> ExemplarVAEModel:
-  """The Exemplar VAE of `config.vae` over the training split of `config.dataset`.
+  """The Exemplar VAE of `config.vae` over the training split of the data.
 
   Args:
     config: a config with the `vae` block of configs/vae_digits.py and

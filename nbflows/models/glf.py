@@ -158,7 +158,7 @@ class LatentFlowAutoEncoder(nn.Module):
     self.flow = LatentFlow(self.flow_blocks, self.flow_hidden, self.flow_seed)
 
   def __call__(self, x: Array) -> Array:
-    """Encodes, scores and decodes `x` in [0, 1]; `init` makes every parameter."""
+    """Encodes, scores and decodes `x` in [0, 1]; `init` makes all params."""
     mean, _ = self.encoder(x)
     self.flow.log_prob(mean)
     return self.decoder(mean)
@@ -199,6 +199,14 @@ class GLFModel(base.Model):
       (VAE + flow prior, eq. 3).
     beta: the reconstruction weight of eq. 3 and 4 (unused by eq. 5).
     name: the config's model name.
+
+  Attributes:
+    selection_metric: the per-example eval metric (lower is better) that
+      picks the best checkpoint. For the auto-encoders it is
+      "reconstruction": the latent NLL is no yardstick across training,
+      since the codes' scale, and with it their entropy, drifts as the
+      auto-encoder trains (and under eq. 4 collapses). For the VAE + flow
+      prior it is "loss", the negative ELBO of eq. 3.
   """
 
   def __init__(self, module: LatentFlowAutoEncoder, num_levels: int,
@@ -215,6 +223,7 @@ class GLFModel(base.Model):
       raise ValueError(f"num_levels={num_levels}; expected >= 2 pixel values")
     self.objective = objective
     self.beta = beta
+    self.selection_metric = "loss" if objective == "vae" else "reconstruction"
 
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
     """Initialises the networks from a batch of images in data units."""

@@ -60,7 +60,8 @@ from nbflows.objectives import contrastive
 
 Array = jax.Array
 Params = base.Params
-NUM_SHARED_LAYERS = 3   # App. B.1: six layers per branch, the first three shared
+# App. B.1: six conv layers per branch, of which the first three are shared.
+NUM_SHARED_LAYERS = 3
 NUM_BRANCH_LAYERS = 3
 
 

@@ -18,9 +18,11 @@ logit space of the flow's input (they are preprocessed like x):
   * "concat": the k neighbours side by side along channels, [B, H, W, kC],
     as in the paper; k is fixed when the model is built.
 Scale s of the multi-scale transform (s = 0 the finest) receives this
-summary squeezed s times, [B, H / 2^s, W / 2^s, 4^s c], which has the
-spatial size of that scale's input and loses nothing; the layers after a
-scale's squeeze get it resized to their size by the coupler.
+summary resized to the spatial size of that scale's input by averaging
+2 x 2 blocks s times, [B, H / 2^s, W / 2^s, c] ("we re-size the neighbors
+before concatenating them"); the layers after a scale's squeeze get it
+resized to their size by the coupler. The number of condition channels c
+is the same at every scale, so the couplers grow by the same few weights.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -41,7 +43,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from nbflows import bijectors
 from nbflows.bijectors import base as bijector_base
 from nbflows.models import ncl
 from nbflows.models import realnvp
@@ -51,7 +52,7 @@ CONDITIONS = ("pool", "concat")
 
 
 def pool_neighbourhood(neighbours: Array) -> Array:
-  """Mean and standard deviation over the neighbours: [B, k, H, W, C] -> [B, H, W, 2C].
+  """Per-pixel mean and std over the neighbours: [B, k, H, W, C] -> [B, H, W, 2C].
 
   Example:
     >>> import jax.numpy as jnp
@@ -63,8 +64,23 @@ def pool_neighbourhood(neighbours: Array) -> Array:
                          axis=-1)
 
 
+def halve(image: Array) -> Array:
+  """Averages 2 x 2 blocks: [B, H, W, c] -> [B, H / 2, W / 2, c].
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> halve(jnp.arange(4.0).reshape(1, 2, 2, 1)).tolist()
+    [[[[1.5]]]]
+  """
+  b, h, w, c = image.shape
+  if h % 2 or w % 2:
+    raise ValueError(f"image has shape {tuple(image.shape)}; expected an even "
+                     "height and width to halve")
+  return image.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
 def concat_neighbourhood(neighbours: Array) -> Array:
-  """The neighbours side by side on channels: [B, k, H, W, C] -> [B, H, W, kC]."""
+  """The neighbours side by side: [B, k, H, W, C] -> [B, H, W, kC]."""
   moved = jnp.moveaxis(neighbours, 1, -2)                  # [B, H, W, k, C]
   return moved.reshape(*moved.shape[:-2], -1)
 
@@ -73,7 +89,7 @@ class NCTTransform(bijector_base.Bijector):
   """A conditional multi-scale flow q_N(x) given a neighbourhood (eq. 8).
 
   `cond` is the neighbourhood [B, k, H, W, C] in the flow's input space; it
-  is summarised (`condition`) and squeezed once per scale.
+  is summarised (`condition`) and halved once per scale (`halve`).
 
   Attributes:
     transform: a `flow.MultiScale` built with conditional couplings.
@@ -97,14 +113,14 @@ class NCTTransform(bijector_base.Bijector):
           "(use condition='pool' for any k)")
 
   def scale_conditions(self, cond: Array) -> Tuple[Array, ...]:
-    """One condition per scale: the summary squeezed s times at scale s."""
+    """One condition per scale: the summary halved s times at scale s."""
     if self.condition == "pool":
       summary = pool_neighbourhood(cond)
     else:
       summary = concat_neighbourhood(cond)
     conditions = [summary]
     for _ in range(self.transform.num_scales - 1):
-      conditions.append(bijectors.squeeze(conditions[-1]))
+      conditions.append(halve(conditions[-1]))
     return tuple(conditions)
 
   def forward_targets(self, targets: Array, cond: Array
@@ -139,6 +155,11 @@ def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
   if config.nct.condition not in CONDITIONS:
     raise ValueError(f"config.nct.condition={config.nct.condition!r}; "
                      f"expected one of {CONDITIONS}")
+  if config.nct.condition == "concat" and config.neighbours.train_subset_k:
+    raise ValueError(
+        f"config.neighbours.train_subset_k={config.neighbours.train_subset_k}"
+        " with config.nct.condition='concat'; concatenation needs the same k "
+        "in training and evaluation (use 'pool')")
   transform = realnvp.multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,

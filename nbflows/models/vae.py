@@ -107,7 +107,7 @@ def to_data_units(probabilities: Array, num_levels: int) -> Array:
 
 
 def bernoulli_log_prob(x: Array, logits: Array) -> Array:
-  """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i), shape [..., B]."""
+  """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i): [..., B]."""
   per_pixel = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(
       -logits)
   event_axes = tuple(range(-(x.ndim - 1), 0))
@@ -232,7 +232,7 @@ class VAE(nn.Module):
           "exemplar_log_variance", nn.initializers.zeros, ())
 
   def __call__(self, x: Array) -> Array:
-    """Encodes and decodes `x` (in [0, 1]); `init` uses it to make every parameter."""
+    """Encodes and decodes `x` in [0, 1]; `init` makes every parameter here."""
     mean, _ = self.encoder(x)
     if self.prior == "vampprior":
       self.pseudo_inputs()
@@ -279,7 +279,14 @@ class VAEModel(base.Model):
     iwae_samples: S, importance samples for the test log-likelihood.
     iwae_chunk: samples evaluated at once (bounds memory: [chunk, B, D]).
     name: the config's model name.
+
+  Attributes:
+    selection_metric: the per-example eval metric (lower is better) that
+      picks the best checkpoint: "loss", the negative ELBO in nats (paper 3
+      early-stops on the validation ELBO). A VAE has no bits/dim of the
+      dequantised data.
   """
+  selection_metric = "loss"
 
   def __init__(self, module: VAE, num_levels: int, iwae_samples: int = 1000,
                iwae_chunk: int = 100, name: str = "vae"):
@@ -292,6 +299,11 @@ class VAEModel(base.Model):
                        " expected both >= 1")
     self.iwae_samples = iwae_samples
     self.iwae_chunk = min(iwae_chunk, iwae_samples)
+
+  @property
+  def eval_settings(self) -> Dict[str, int]:
+    """Settings behind the eval metrics, for eval.json: {"iwae_samples": S}."""
+    return {"iwae_samples": self.iwae_samples}
 
   # ------------------------------------------------------------ functions
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
@@ -381,7 +393,7 @@ class VAEModel(base.Model):
   # ------------------------------------------------------------ objectives
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """Negative single-sample ELBO in nats per example, on a fresh binarisation."""
+    """Negative single-sample ELBO, nats per example, freshly binarised."""
     binarise_key, sample_key, prior_key = jax.random.split(key, 3)
     x_binary = binarise(binarise_key, batch["x"], self.num_levels)
     reconstruction, kl = self.elbo_terms(

@@ -5,12 +5,12 @@ neighbourhood (a negative), eq. 10 adds to the likelihood term a hinge that
 wants the negative to be less likely than the positive under N(x_i) by a
 margin m:
 
-  L = E[ -log p(x | N(x_i)) + max(0, m + log p(x' | N(x_i)) - log p(x | N(x_i))) ]
+  L = E[ -log p(x | N_i) + max(0, m + log p(x' | N_i) - log p(x | N_i)) ]
 
-(the paper writes the first term as the likelihood to be maximised; here it is
-the negative log-likelihood, minimised). With both terms in bits per dimension,
-bpd = -log p / (D ln 2), and m in bits per dimension (0.5 in the paper, Sec.
-3.2) the hinge reads
+with N_i = N(x_i) (the paper writes the first term as the likelihood to be
+maximised; here it is the negative log-likelihood, minimised). With both
+terms in bits per dimension, bpd = -log p / (D ln 2), and m in bits per
+dimension (0.5 in the paper, Sec. 3.2) the hinge reads
 
   max(0, m + bpd(x | N) - bpd(x' | N))
 
@@ -29,7 +29,7 @@ Example:
   >>> import jax.numpy as jnp
   >>> loss, metrics = contrastive_loss(jnp.array([1.0, 2.0]),
   ...                                  jnp.array([1.2, 3.0]), margin_bpd=0.5)
-  >>> float(loss)   # mean(1, 2) + mean(max(0, .5 + 1 - 1.2), max(0, .5 + 2 - 3))
+  >>> round(float(loss), 4)  # mean(1, 2) + mean(max(0, .5 + 1 - 1.2), 0)
   1.65
 """
 from __future__ import annotations
@@ -99,8 +99,9 @@ def hinge(positive_bpd: Array, negative_bpd: Array,
 
   Example:
     >>> import jax.numpy as jnp
-    >>> hinge(jnp.array([1.0, 1.0]), jnp.array([1.2, 2.0]), 0.5).tolist()
-    [0.30000001192092896, 0.0]
+    >>> [round(h, 4) for h in hinge(jnp.array([1.0, 1.0]),
+    ...                             jnp.array([1.2, 2.0]), 0.5).tolist()]
+    [0.3, 0.0]
   """
   return jax.nn.relu(margin_bpd + positive_bpd - negative_bpd)
 
