@@ -147,11 +147,12 @@ def test_samples_have_the_event_shape_and_are_finite(case):
   assert np.all(np.isfinite(samples))
   assert float(jnp.std(samples[0] - samples[1])) > 0   # distinct draws
   if case.model.num_levels is not None:
-    # The inverse logit reaches (-a, 1 - a) / (1 - 2a) times L, just beyond
-    # the data range [0, L).
-    margin = case.model.num_levels * ALPHA / (1 - 2 * ALPHA)
-    assert np.all(samples > -margin)
-    assert np.all(samples < case.model.num_levels + margin)
+    # The inverse logit reaches a L / (1 - 2a) beyond [0, L); samples are
+    # clipped into the data range, so the model can score its own samples.
+    hot = case.model.sample(case.params, jax.random.key(4), 64, 3.0)
+    assert np.all(hot >= 0) and np.all(hot < case.model.num_levels)
+    assert np.any(hot == 0)   # the clip was exercised at this temperature
+    assert np.all(np.isfinite(case.model.log_prob(case.params, hot)))
 
 
 def test_temperature_zero_gives_the_image_of_the_prior_mode(case):

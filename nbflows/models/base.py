@@ -171,7 +171,10 @@ class Model:
       temperature: scales the standard deviation of the latent Gaussian.
 
     Returns:
-      [n, *event_shape] samples in data units.
+      [n, *event_shape] samples in data units. For discrete data they are
+      clipped to [0, num_levels): the logit preprocessing's inverse reaches
+      alpha L / (1 - 2 alpha) beyond either end, and a sample should be a
+      valid input to `log_prob`.
     """
     if isinstance(n_or_cond, int):
       if self.condition_kind != "none":
@@ -186,7 +189,11 @@ class Model:
       num = cond.shape[0]
     if not temperature >= 0:
       raise ValueError(f"temperature={temperature}; expected >= 0")
-    return self._sample(params, key, cond, num, float(temperature))
+    samples = self._sample(params, key, cond, num, float(temperature))
+    if self.num_levels is None:
+      return samples
+    upper = jnp.nextafter(jnp.asarray(self.num_levels, samples.dtype), 0)
+    return jnp.clip(samples, 0, upper)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
