@@ -62,6 +62,9 @@ def get_config(arg=None):
   config.neighbours.num_prototypes = 5
   config.neighbours.train_subset_k = 0  # >0: random subset of the k at train time
 
+  config.sharding = ml_collections.ConfigDict()
+  config.sharding.fsdp = False  # shard large parameters/optimizer state too
+
   config.contrastive = ml_collections.ConfigDict()
   config.contrastive.enabled = False
   config.contrastive.margin_bpd = 0.5   # paper 1, Sec. 3.2
@@ -69,6 +72,12 @@ def get_config(arg=None):
 
   config.eval = ml_collections.ConfigDict()
   config.eval.marginal_neighbourhoods = 100  # M of App. B.3
+  config.eval.exact_marginal = False  # eq. 4 over all N neighbourhoods (NCT)
+  config.eval.metrics = ""      # e.g. "bpd,marginal_bpd,fd,prd"; "" = the
+                                # model family's (train.evaluate.METRICS)
+  config.eval.num_samples = 2000        # samples for "fd" and "prd"
+  config.eval.feature_net_steps = 2000  # the offline classifier's training
+  config.eval.prd_runs = 10             # k-means clusterings PRD averages
 
   if arg == "quick":
     config.num_train_steps = 20
@@ -83,6 +92,9 @@ def get_config(arg=None):
     config.flow.num_res_blocks = 1
     config.flow.mlp_hidden = (32, 32)
     config.eval.marginal_neighbourhoods = 8
+    config.eval.num_samples = 64
+    config.eval.feature_net_steps = 20
+    config.eval.prd_runs = 1
   elif arg not in (None, ""):
     raise ValueError(f"config argument {arg!r}; expected 'quick' or nothing")
   config.lock()

@@ -87,13 +87,18 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sharded_step_on_8_devices_equals_the_single_device_step():
+def run_on_8_devices(script: str) -> None:
+  """Runs `script` in a fresh process with 8 forced CPU devices; it prints OK."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-  run = subprocess.run([sys.executable, "-c", EIGHT_DEVICE_SCRIPT], env=env,
+  run = subprocess.run([sys.executable, "-c", script], env=env,
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert run.returncode == 0 and run.stdout.strip().endswith("OK"), (
       run.stdout[-3000:] + run.stderr[-3000:])
+
+
+def test_sharded_step_on_8_devices_equals_the_single_device_step():
+  run_on_8_devices(EIGHT_DEVICE_SCRIPT)
 
 
 TWO_PROCESS_SCRIPT = textwrap.dedent("""

@@ -15,6 +15,20 @@ Subcommands:
        (`faiss_knn.py`, needs `pip install faiss-cpu`, not a requirement of
        nbflows). Also reports the peak resident memory of the process and,
        for contrast, the size an N x N float32 distance matrix would take.
+  train    training throughput (images/s) of the peer's RealNVP
+           (`--arch conv|mlp`, peer torch_realnvp.py with `--vs-peer`) or of
+           a library model (`--model ncl|nct|rnvp --data digits|mnist5k`,
+           with XLA's temp memory and the peak RSS); compile time apart.
+  logprob  evaluation throughput (jitted log p(x) of a batch).
+  sample   sampling throughput (prior draw and inverse pass of a batch).
+  compile  the conv arch's train-step compile time at 8, 16, 32 couplings,
+           scanned (`--no-scan` to unroll).
+  matmul   the float32 matmul rate that the floors divide by.
+
+  python -m train.benchmark train --arch conv --steps 5 --rounds 3 --vs-peer
+  python -m train.benchmark train --model ncl --data mnist5k
+  python -m train.benchmark compile --arch conv
+See PERFORMANCE.md for the figures and what each optimisation changed.
 """
 from __future__ import annotations
 
@@ -31,13 +45,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-PEER_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), os.pardir, "shared", "bench")
+from nbflows.bijectors import couplers
+from train import benchmark_flows
+from train import benchmark_models
+from train.benchmark_flows import PEER_DIR
+from train.benchmark_flows import peak_rss_mb
 
-
-def _peak_rss_mb() -> float:
-  """Peak resident set size of this process so far, in MiB (Linux: KiB units)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+MODELS = ("ncl", "nct", "rnvp")
+DATASETS = ("digits", "mnist5k")
 
 
 def _current_rss_mb() -> float:
@@ -67,7 +82,7 @@ def knn_job(args: argparse.Namespace) -> Dict[str, Any]:
       "devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
       "cpu_s": round(cpu_seconds, 3),
       "rss_before_mb": round(rss_before, 1),
-      "peak_rss_mb": round(_peak_rss_mb(), 1),
+      "peak_rss_mb": round(peak_rss_mb(), 1),
       "nxn_matrix_mb": round(4 * args.n**2 / 2**20, 1),
   }
   if args.vs_peer:
@@ -109,6 +124,73 @@ def _faiss_peer(args: argparse.Namespace, indices: np.ndarray,
           "rows_agreeing_with_peer": round(float(same), 5)}
 
 
+def _conv_impl_arg(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--conv-impl", choices=couplers.CONV_IMPLS,
+                      default="xla", help="the conv arch's ConvCoupler."
+                      "conv_impl (checked against xla's on the same params)")
+
+
+def _flow_target_args(parser: argparse.ArgumentParser, steps: int) -> None:
+  """The options that pick what a flow job runs: an arch or a config model."""
+  parser.add_argument("--arch", choices=benchmark_models.ARCHS,
+                      default="conv",
+                      help="the peer's RealNVP (../shared/bench/"
+                      "torch_realnvp.py); ignored with --model")
+  parser.add_argument("--layers", type=int, default=8,
+                      help="couplings of the arch")
+  parser.add_argument("--scan", action="store_true",
+                      help="stack pairs of couplings with nn.scan")
+  _conv_impl_arg(parser)
+  parser.add_argument("--model", choices=MODELS, default=None,
+                      help="a library model from configs/{model}_{data}.py")
+  parser.add_argument("--data", choices=DATASETS, default="digits")
+  parser.add_argument("--quick", action="store_true",
+                      help="the config's quick (tiny) variant")
+  parser.add_argument("--batch", type=int, default=0,
+                      help="batch size; 0: the peer's or the config's")
+  parser.add_argument("--steps", type=int, default=steps,
+                      help="timed calls (per round for train)")
+  parser.add_argument("--warmup", type=int, default=2,
+                      help="untimed calls after compiling")
+
+
+def _train_job(args: argparse.Namespace) -> Dict[str, Any]:
+  if args.model:
+    return benchmark_flows.train_model_job(args)
+  return benchmark_flows.train_arch_job(args)
+
+
+def _add_flow_jobs(jobs) -> None:
+  """Subcommands train, logprob, sample, compile and matmul."""
+  train = jobs.add_parser("train", help="training throughput (images/s)")
+  _flow_target_args(train, steps=10)
+  train.add_argument("--rounds", type=int, default=1,
+                     help="blocks of --steps, each after one peer run")
+  train.add_argument("--vs-peer", action="store_true",
+                     help="also run torch_realnvp.py (--arch only)")
+  train.set_defaults(run=_train_job)
+  for name, run in (("logprob", benchmark_flows.logprob_job),
+                    ("sample", benchmark_flows.sample_job)):
+    parser = jobs.add_parser(name, help=f"{name} throughput (images/s)")
+    _flow_target_args(parser, steps=10)
+    parser.set_defaults(run=run)
+  compile_parser = jobs.add_parser(
+      "compile", help="train-step compile time against depth")
+  compile_parser.add_argument("--arch", choices=benchmark_models.ARCHS,
+                              default="conv")
+  compile_parser.add_argument("--depths", type=int, nargs="+",
+                              default=[8, 16, 32])
+  compile_parser.add_argument("--no-scan", dest="scan", action="store_false",
+                              help="unroll the couplings instead")
+  compile_parser.add_argument("--batch", type=int, default=0)
+  _conv_impl_arg(compile_parser)
+  compile_parser.set_defaults(run=benchmark_flows.compile_job)
+  matmul = jobs.add_parser("matmul", help="float32 matmul rate (GFLOP/s)")
+  matmul.add_argument("--n", type=int, default=1024)
+  matmul.add_argument("--steps", type=int, default=10)
+  matmul.set_defaults(run=benchmark_flows.matmul_job)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
   """Parses the subcommand and prints its one JSON line."""
   parser = argparse.ArgumentParser(
@@ -131,6 +213,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   knn_parser.add_argument("--vs-peer", action="store_true",
                           help="also time faiss-flat on the same job")
   knn_parser.set_defaults(run=knn_job)
+  _add_flow_jobs(jobs)
 
   args = parser.parse_args(argv)
   print(json.dumps(args.run(args)), flush=True)

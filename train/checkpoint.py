@@ -169,7 +169,8 @@ class Checkpointer:
     """
     if keep < 1:
       raise ValueError(f"config.keep_checkpoints={keep}; expected >= 1")
-    self.workdir = workdir
+    # orbax refuses relative paths ("Checkpoint path should be absolute").
+    self.workdir = workdir = os.path.abspath(workdir)
     self._read_only = read_only
 
     def manager(subdir, max_to_keep):

@@ -8,13 +8,14 @@ r"""Trains several configs under the same settings and prints one table.
 Every config gets the same `--set` overrides (so RNVP, CC-RNVP, NCL and NCT
 train for the same steps with the same flow), is trained and evaluated by
 `train.trainer.train_and_evaluate` in ``<workdir_root>/<config name>``
-(rerunning resumes or reuses a finished run), and then the marginal
-likelihood of eq. 4 is computed on the same dequantised test points as the
-conditional bits/dim (`nbflows.marginal.marginal_over_training_set`: exact
-for NCL and CC-RNVP, sampled with M = config.eval.marginal_neighbourhoods for
-NCT unless --exact_marginal; an unconditional model's marginal is its test
-bits/dim). The table
-(Markdown) is printed and written with the raw numbers to
+(rerunning resumes or reuses a finished run) with the test metrics
+"bpd,marginal_bpd" of `train.evaluate`: the marginal likelihood of eq. 4 on
+the same dequantised test points as the conditional bits/dim
+(`nbflows.marginal.marginal_over_training_set`: exact for NCL and CC-RNVP,
+sampled with M = config.eval.marginal_neighbourhoods for NCT unless
+--exact_marginal; an unconditional model's marginal is its test bits/dim).
+`train.report` builds the README's tables on `run_config` and
+`format_table`. The table (Markdown) is printed and written with the raw numbers to
 ``<workdir_root>/compare.json``; parameter counts more than 10% away from
 the first config's are flagged.
 """
@@ -23,39 +24,26 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import math
 import os
-from typing import Any, Dict, List, Sequence
+import time
+from typing import Any, Dict, List, Sequence, Tuple
 
 from absl import app
 from absl import flags
-import jax
 import ml_collections
-import numpy as np
 
-from nbflows import checkpoint_loading
-from nbflows import marginal
-from nbflows.data import pipeline
-from nbflows.data import sources
-from train import evaluate as evaluate_lib
 from train import trainer
 
-flags.DEFINE_list("configs", None, "Comma-separated config files, e.g. "
-                  "configs/default.py,configs/ncl_digits.py (a ':quick' "
-                  "suffix passes the argument to get_config).")
-flags.DEFINE_multi_string("set", [], "An override field=value applied to "
-                          "every config, e.g. num_train_steps=1500.")
-flags.DEFINE_string("workdir_root", None, "Each run goes to "
-                    "<workdir_root>/<config file stem>.")
-flags.DEFINE_bool("exact_marginal", False, "Sum eq. 4 over every training "
-                  "neighbourhood for every model (NCT: N conditional passes "
-                  "per test point) instead of sampling M of them.")
-flags.mark_flags_as_required(["configs", "workdir_root"])
-FLAGS = flags.FLAGS
 PARAMETER_TOLERANCE = 0.10
+COMPARE_METRICS = "bpd,marginal_bpd"
+# (header, eval.json key, format) of the columns after config, model,
+# params and steps.
+COLUMNS = (("test bpd (conditional)", "test_bpd", "{:.4f}"),
+           ("test marginal bpd (eq. 4)", "test_marginal_bpd", "{:.4f}"),
+           ("marginal", "marginal_method", "{}"))
 
 
-def load_config(spec: str, overrides: Sequence[str]
+def load_config(spec: str, overrides: Sequence[str] = ()
                 ) -> ml_collections.ConfigDict:
   """`configs/<name>.py[:arg]` with `field=value` overrides applied.
 
@@ -68,7 +56,24 @@ def load_config(spec: str, overrides: Sequence[str]
   if os.path.basename(directory) != "configs" or not filename.endswith(".py"):
     raise ValueError(f"config {spec!r}; expected configs/<name>.py[:arg]")
   module = importlib.import_module(f"configs.{filename[:-3]}")
-  config = module.get_config(arg or None)
+  return apply_overrides(module.get_config(arg or None), overrides)
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[str]) -> ml_collections.ConfigDict:
+  """Sets each `field=value` (value a Python literal, else a string).
+
+  Example:
+    >>> from configs import default
+    >>> config = apply_overrides(default.get_config(),
+    ...                          ["flow.hidden_channels=16", "dataset=mnist5k"])
+    >>> config.flow.hidden_channels, config.dataset
+    (16, 'mnist5k')
+
+  Raises:
+    ValueError: for an override that is not `field=value` (an unknown field
+      raises from the locked config).
+  """
   for override in overrides:
     field, sep, text = override.partition("=")
     if not sep:
@@ -85,22 +90,31 @@ def load_config(spec: str, overrides: Sequence[str]
   return config
 
 
-def test_marginal(config: ml_collections.ConfigDict, workdir: str,
-                  exact: bool = False) -> marginal.TrainingSetMarginal:
-  """Eq. 4 on the test split for the best checkpoint of a finished run."""
-  model, params, config = checkpoint_loading.load_checkpoint(workdir, config)
-  splits, index = evaluate_lib.load_data(config, model)
-  x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
-      splits, index, "test", config.eval_batch_size)])
-  if model.condition_kind == "none":
-    log_prob = np.concatenate([
-        np.asarray(model.log_prob(params, x[i:i + config.eval_batch_size]))
-        for i in range(0, len(x), config.eval_batch_size)])
-    return marginal.TrainingSetMarginal(log_prob, "unconditional")
-  return marginal.marginal_over_training_set(
-      model, params, x, splits.train, index,
-      num_neighbourhoods=config.eval.marginal_neighbourhoods,
-      key=jax.random.key(config.seed), exact=exact)
+def run_config(config: ml_collections.ConfigDict, workdir: str,
+               label: str) -> Dict[str, Any]:
+  """Trains (or resumes, or reuses) and tests one run; returns its row.
+
+  Args:
+    config: the run's config; `config.eval.metrics` chooses what the test
+      report holds (see `train.evaluate`).
+    workdir: the run's directory.
+    label: how the row names the run (e.g. the config spec).
+
+  Returns:
+    eval.json's contents with "config": label and "wall_time_s", the
+    seconds this call took.
+
+  Raises:
+    RuntimeError: if the run was preempted (SIGTERM) before its test.
+  """
+  start = time.time()
+  results = trainer.train_and_evaluate(config, workdir)
+  if results["preempted"]:
+    raise RuntimeError(f"{label} was preempted at step "
+                       f"{results['steps_trained']} in {workdir}; rerun to "
+                       "resume")
+  row = {k: v for k, v in results.items() if k != "preempted"}
+  return {"config": label, **row, "wall_time_s": time.time() - start}
 
 
 def compare(specs: Sequence[str], overrides: Sequence[str],
@@ -108,57 +122,83 @@ def compare(specs: Sequence[str], overrides: Sequence[str],
             ) -> List[Dict[str, Any]]:
   """Trains every config (same overrides) and collects one row each.
 
+  Each run is tested with the metrics `COMPARE_METRICS` (conditional and
+  marginal bits/dim); the marginal is exact for every model if
+  `exact_marginal`.
+
   Returns:
-    Rows {"config", "model", "num_params", "steps_trained", "test_bpd",
-    "test_marginal_bpd", "marginal_method"}.
+    `run_config` rows: "config", "model", "num_params", "steps_trained",
+    "test_bpd", "test_marginal_bpd", "marginal_method", ...
   """
   rows = []
   for spec in specs:
     config = load_config(spec, overrides)
+    config.eval.metrics = COMPARE_METRICS
+    config.eval.exact_marginal = exact_marginal
     name = os.path.splitext(os.path.basename(spec.partition(":")[0]))[0]
-    workdir = os.path.join(workdir_root, name)
-    results = trainer.train_and_evaluate(config, workdir)
-    result = test_marginal(config, workdir, exact_marginal)
-    num_dims = math.prod(sources.dataset_info(config.dataset).event_shape)
-    rows.append({
-        "config": spec, "model": config.model,
-        "num_params": int(results["num_params"]),
-        "steps_trained": int(results["steps_trained"]),
-        "test_bpd": float(results["test_bpd"]),
-        "test_marginal_bpd": float(np.mean(marginal.to_bits_per_dim(
-            result.log_prob, num_dims))),
-        "marginal_method": result.method})
+    rows.append(run_config(config, os.path.join(workdir_root, name), spec))
   return rows
 
 
-def format_table(rows: Sequence[Dict[str, Any]]) -> str:
-  """A Markdown table of `compare`'s rows."""
+def format_table(rows: Sequence[Dict[str, Any]],
+                 columns: Sequence[Tuple[str, str, str]] = COLUMNS) -> str:
+  """A Markdown table of rows: config, model, params, steps, `columns`.
+
+  Parameter counts more than `PARAMETER_TOLERANCE` away from the first
+  row's are flagged "(!)"; a value a row lacks shows as "n/a".
+
+  Example:
+    >>> print(format_table([{"config": "a", "model": "rnvp",
+    ...                      "num_params": 100, "steps_trained": 5,
+    ...                      "test_bpd": 2.0}], [("bpd", "test_bpd", "{:.2f}")]))
+    | config | model | params | steps | bpd |
+    | --- | --- | --- | --- | --- |
+    | a | rnvp | 100 (+0.0%) | 5 | 2.00 |
+  """
   reference = rows[0]["num_params"]
-  lines = ["| config | model | params | steps | test bpd (conditional) | "
-           "test marginal bpd (eq. 4) | marginal |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines = ["| " + " | ".join(["config", "model", "params", "steps"] +
+                             [header for header, _, _ in columns]) + " |",
+           "| " + " | ".join(["---"] * (4 + len(columns))) + " |"]
   for row in rows:
     ratio = row["num_params"] / reference - 1
     flag = "" if abs(ratio) <= PARAMETER_TOLERANCE else " (!)"
-    lines.append(
-        f"| {row['config']} | {row['model']} | {row['num_params']:,} "
-        f"({ratio:+.1%}){flag} | {row['steps_trained']} | "
-        f"{row['test_bpd']:.4f} | {row['test_marginal_bpd']:.4f} | "
-        f"{row['marginal_method']} |")
+    cells = [row["config"], row["model"],
+             f"{row['num_params']:,} ({ratio:+.1%}){flag}",
+             str(row["steps_trained"])]
+    cells += [fmt.format(row[key]) if key in row else "n/a"
+              for _, key, fmt in columns]
+    lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def define_flags() -> None:
+  """The command line's flags (defined only when run as a program)."""
+  flags.DEFINE_list("configs", None, "Comma-separated config files, e.g. "
+                    "configs/default.py,configs/ncl_digits.py (a ':quick' "
+                    "suffix passes the argument to get_config).")
+  flags.DEFINE_multi_string("set", [], "An override field=value applied to "
+                            "every config, e.g. num_train_steps=1500.")
+  flags.DEFINE_string("workdir_root", None, "Each run goes to "
+                      "<workdir_root>/<config file stem>.")
+  flags.DEFINE_bool("exact_marginal", False, "Sum eq. 4 over every training "
+                    "neighbourhood for every model (NCT: N conditional "
+                    "passes per test point) instead of sampling M of them.")
+  flags.mark_flags_as_required(["configs", "workdir_root"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  rows = compare(FLAGS.configs, FLAGS.set, FLAGS.workdir_root,
-                 FLAGS.exact_marginal)
+  args = flags.FLAGS
+  rows = compare(args.configs, args.set, args.workdir_root,
+                 args.exact_marginal)
   table = format_table(rows)
-  with open(os.path.join(FLAGS.workdir_root, "compare.json"), "w") as f:
-    json.dump({"overrides": FLAGS.set, "rows": rows, "table": table}, f,
+  with open(os.path.join(args.workdir_root, "compare.json"), "w") as f:
+    json.dump({"overrides": args.set, "rows": rows, "table": table}, f,
               indent=2)
   print(table)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,7 +1,9 @@
 """Data parallelism over a ("data",) mesh of every device, on one or many hosts.
 
 The batch is sharded along its first axis over the mesh; parameters and
-optimizer state are replicated. Each host feeds its own slice of the global
+optimizer state are replicated, or, with `config.sharding.fsdp`, their large
+arrays are sharded over the same axis (`state_sharding`, FSDP-style: XLA
+gathers a parameter where a step needs it whole). Each host feeds its own slice of the global
 batch (`config.batch_size // jax.process_count()` examples, as the input
 pipeline yields them), and `jax.make_array_from_process_local_data` assembles
 the global array, so the same code runs on one CPU, on eight forced CPU
@@ -18,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -47,6 +49,48 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
   """A full copy on every device of the mesh."""
   return NamedSharding(mesh, PartitionSpec())
+
+
+def fsdp_spec(shape: Tuple[int, ...], num_devices: int,
+              min_size: int) -> PartitionSpec:
+  """Shards the largest dimension that splits evenly, for arrays >= min_size.
+
+  Example:
+    >>> fsdp_spec((3, 64, 32), 8, min_size=1024)
+    PartitionSpec(None, 'data', None)
+    >>> fsdp_spec((3, 5), 8, min_size=1), fsdp_spec((64,), 8, min_size=1024)
+    (PartitionSpec(), PartitionSpec())
+  """
+  if math.prod(shape) < min_size:
+    return PartitionSpec()
+  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+    if shape[dim] % num_devices == 0:
+      return PartitionSpec(*[DATA_AXIS if d == dim else None
+                             for d in range(len(shape))])
+  return PartitionSpec()
+
+
+def state_sharding(abstract_state: Any, mesh: Mesh, fsdp: bool,
+                   min_size: int = 2 ** 14) -> Any:
+  """The sharding of each leaf of a training state.
+
+  Args:
+    abstract_state: the state, or its `jax.eval_shape` (leaves with .shape).
+    mesh: the device mesh.
+    fsdp: shard every leaf of >= `min_size` elements on its largest
+      dimension divisible by the number of devices (the optimizer's moments
+      have the parameters' shapes, so they are sharded alike); False
+      replicates everything.
+    min_size: the smallest array worth sharding.
+
+  Returns:
+    A pytree of `NamedSharding`s with the structure of `abstract_state`.
+  """
+  if not fsdp:
+    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+  return jax.tree.map(
+      lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.size, min_size)),
+      abstract_state)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh,

@@ -155,16 +155,20 @@ def make_train_step(model: model_base.Model,
   return train_step
 
 
-def compile_train_step(train_step: Callable, mesh: sharding.Mesh) -> Callable:
+def compile_train_step(train_step: Callable, mesh: sharding.Mesh,
+                       state_sharding: Any = None) -> Callable:
   """Jits `train_step` once over `mesh`.
 
-  The batch is sharded on axis 0; the state is replicated and donated (its
+  The batch is sharded on axis 0; the state has `state_sharding` (a pytree
+  from `sharding.state_sharding`; None: replicated) and is donated (its
   buffers are reused for the new state); the metrics are replicated.
   """
   replicated = sharding.replicated(mesh)
+  state_sharding = replicated if state_sharding is None else state_sharding
   return jax.jit(train_step,
-                 in_shardings=(replicated, sharding.data_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+                 in_shardings=(state_sharding, sharding.data_sharding(mesh)),
+                 out_shardings=(state_sharding, replicated),
+                 donate_argnums=(0,))
 
 
 class _Preemption:
@@ -259,12 +263,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   replicated = sharding.replicated(mesh)
   optimizer = state_lib.make_optimizer(config.optimizer, config.num_train_steps)
   schedule = state_lib.make_schedule(config.optimizer, config.num_train_steps)
-  train_step = compile_train_step(make_train_step(model, optimizer), mesh)
-  init_fn = jax.jit(
-      lambda key, batch: state_lib.create_train_state(
-          model, optimizer, key, batch),
-      in_shardings=(replicated, sharding.data_sharding(mesh)),
-      out_shardings=replicated)
+  create = lambda key, batch: state_lib.create_train_state(
+      model, optimizer, key, batch)
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   step = checkpointer.latest_step() or 0
@@ -274,10 +274,17 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       pipeline.train_iterator(splits, index, config, config.seed), step, None)
   first = sharding.shard_batch(next(batches), mesh)
   key = jax.random.key(config.seed)
+  abstract_state = jax.eval_shape(create, key, first)
+  state_sharding = sharding.state_sharding(abstract_state, mesh,
+                                           config.sharding.fsdp)
+  train_step = compile_train_step(make_train_step(model, optimizer), mesh,
+                                  state_sharding)
+  init_fn = jax.jit(create,
+                    in_shardings=(replicated, sharding.data_sharding(mesh)),
+                    out_shardings=state_sharding)
   if step:
     state, loop = _restore(config, workdir, checkpointer, step,
-                           _abstract(jax.eval_shape(init_fn, key, first),
-                                     replicated))
+                           _abstract(abstract_state, state_sharding))
   else:
     state, loop = init_fn(key, first), {
         "best_value": None, "best_step": None,
@@ -320,8 +327,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         window, tick = [], time.time()
       improved = False
       if step % config.eval_every_steps == 0 or last:
-        improved = _validate(config, model, state.params, splits, index, mesh,
-                             eval_step, step, loop, writer)
+        improved = _validate(config, model,
+                             jax.device_put(state.params, replicated), splits,
+                             index, mesh, eval_step, step, loop, writer)
       preempted = preemption.reached(step)
       done = last or preempted or loop["stopped_early"]
       if improved or done or step % config.checkpoint_every_steps == 0:
@@ -336,22 +344,23 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     checkpoint_step = checkpointer.best_step()
     if checkpoint_step is not None and checkpoint_step != step:
       state, _ = checkpointer.restore(checkpoint_step,
-                                      _abstract(state, replicated),
+                                      _abstract(state, state_sharding),
                                       which="best")
     results = evaluate_lib.write_test_report(
-        config, workdir, model, state.params, splits, index, mesh,
-        steps_trained=step, checkpoint_step=int(jax.device_get(state.step)),
-        eval_step=eval_step)
+        config, workdir, model, jax.device_put(state.params, replicated),
+        splits, index, mesh, steps_trained=step,
+        checkpoint_step=int(jax.device_get(state.step)), eval_step=eval_step)
     writer.write(step, "test", {name[len("test_"):]: value
                                 for name, value in results.items()
                                 if name.startswith("test_")})
   return dict(results, preempted=False)
 
 
-def _abstract(tree: Any, target: jax.sharding.Sharding) -> Any:
-  """Shape-dtype structures of `tree`'s leaves, placed with `target`."""
+def _abstract(tree: Any, shardings: Any) -> Any:
+  """Shape-dtype structures of `tree`'s leaves, placed with `shardings`."""
   return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target), tree)
+      lambda x, target: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                             sharding=target), tree, shardings)
 
 
 def _restore(config, workdir, checkpointer, step, abstract_state):

@@ -11,10 +11,18 @@ Conditions enter in one of two ways (``cond_mode``):
     broadcast over space and concatenated.
   - ``"project"``: the condition is flattened and projected by a dense layer
     to the hidden width, then added to the first hidden activation.
+
+`ConvCoupler` computes its convolutions with XLA's convolution
+(``conv_impl="xla"``, the default) or as one matrix product of the image
+patches (``conv_impl="im2col"``, `Im2colConv`); both have the same
+parameters and outputs. Which is faster depends on the backend: measured on
+2 CPU cores (PERFORMANCE.md), XLA's convolution wins in an unrolled flow,
+while inside `nn.scan` XLA:CPU runs convolutions (and their gradients) far
+slower than the matrix products of the im2col form.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -22,6 +30,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 COND_MODES = (None, "concat", "project")
+CONV_IMPLS = ("xla", "im2col")
 
 
 def _check_cond_mode(cond_mode):
@@ -56,34 +65,106 @@ def concat_condition(x: Array, cond: Array) -> Array:
   return jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
 
 
+def im2col_conv(x: Array, kernel: Array) -> Array:
+  """Stride-1 "SAME" cross-correlation as one matmul of the patches.
+
+  y[b, h, w, f] = sum_{i, j, c} x_pad[b, h + i, w + j, c] kernel[i, j, c, f],
+  computed as patches [B*H*W, kh*kw*C] @ kernel [kh*kw*C, F], the patches
+  being the kh*kw shifted copies of the zero-padded x side by side (tap
+  (i, j) then channel, the order of `kernel.reshape`).
+
+  Args:
+    x: [B, H, W, C].
+    kernel: [kh, kw, C, F] with odd kh and kw (`nn.Conv`'s layout).
+
+  Returns:
+    [B, H, W, F], equal to `nn.Conv(F, (kh, kw), padding="SAME")` without
+    its bias.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
+    >>> k = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+    >>> ref = jax.lax.conv_general_dilated(
+    ...     x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    >>> bool(jnp.allclose(im2col_conv(x, k), ref, atol=1e-5))
+    True
+  """
+  kh, kw, channels, features = kernel.shape
+  if kh % 2 == 0 or kw % 2 == 0 or x.shape[-1] != channels:
+    raise ValueError(f"kernel has shape {kernel.shape}; expected [odd, odd, "
+                     f"{x.shape[-1]}, F] for x of shape {tuple(x.shape)}")
+  b, h, w, _ = x.shape
+  padded = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2),
+                       (0, 0)))
+  patches = jnp.concatenate([padded[:, i:i + h, j:j + w, :]
+                             for i in range(kh) for j in range(kw)], axis=-1)
+  y = jnp.dot(patches.reshape(b * h * w, kh * kw * channels),
+              kernel.reshape(kh * kw * channels, features))
+  return y.reshape(b, h, w, features)
+
+
+class Im2colConv(nn.Module):
+  """`nn.Conv(features, kernel_size, padding="SAME")` computed by `im2col_conv`.
+
+  Same parameter names, shapes and initialisers as `nn.Conv` ("kernel"
+  [kh, kw, C, F] with `kernel_init`, "bias" [F] zeros), so the two are
+  interchangeable on the same parameters.
+  """
+  features: int
+  kernel_size: Tuple[int, int] = (3, 3)
+  kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init,
+                        (*self.kernel_size, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    return im2col_conv(x, kernel) + bias
+
+
 class ConvCoupler(nn.Module):
   """conv3x3 -> residual blocks (relu, conv3x3, relu, conv3x3) -> relu -> conv3x3.
 
   The architecture of ``../shared/bench/torch_realnvp.py --arch conv``, with
-  the output convolution zero-initialised.
+  the output convolution zero-initialised. ``conv_impl`` picks how the
+  convolutions are computed: "xla" (`nn.Conv`) or "im2col" (`Im2colConv`),
+  with the same parameters and the same outputs.
   """
   hidden: int = 32
   num_blocks: int = 2
   cond_mode: Optional[str] = None
+  conv_impl: str = "xla"
+
+  def _conv(self, features: int, name: str,
+            kernel_init: nn.initializers.Initializer =
+            nn.linear.default_kernel_init) -> nn.Module:
+    if self.conv_impl == "im2col":
+      return Im2colConv(features, (3, 3), kernel_init=kernel_init, name=name)
+    return nn.Conv(features, (3, 3), padding="SAME", kernel_init=kernel_init,
+                   name=name)
 
   @nn.compact
   def __call__(self, x: Array, cond: Optional[Array] = None) -> Array:
     _check_cond_mode(self.cond_mode)
+    if self.conv_impl not in CONV_IMPLS:
+      raise ValueError(f"conv_impl={self.conv_impl!r}; expected one of "
+                       f"{CONV_IMPLS}")
     out_channels = 2 * x.shape[-1]
     if self.cond_mode == "concat" and cond is not None:
       x = concat_condition(x, cond)
-    h = nn.Conv(self.hidden, (3, 3), padding="SAME", name="input")(x)
+    h = self._conv(self.hidden, "input")(x)
     if self.cond_mode == "project" and cond is not None:
       h = h + nn.Dense(self.hidden, name="cond_projection")(
           cond.reshape(cond.shape[0], -1))[:, None, None, :]
     for i in range(self.num_blocks):
       r = nn.relu(h)
-      r = nn.Conv(self.hidden, (3, 3), padding="SAME", name=f"block{i}_a")(r)
+      r = self._conv(self.hidden, f"block{i}_a")(r)
       r = nn.relu(r)
-      r = nn.Conv(self.hidden, (3, 3), padding="SAME", name=f"block{i}_b")(r)
+      r = self._conv(self.hidden, f"block{i}_b")(r)
       h = h + r
-    return nn.Conv(out_channels, (3, 3), padding="SAME",
-                   kernel_init=nn.initializers.zeros, name="output")(nn.relu(h))
+    return self._conv(out_channels, "output",
+                      kernel_init=nn.initializers.zeros)(nn.relu(h))
 
 
 class MLPCoupler(nn.Module):

@@ -1,31 +1,16 @@
-"""Localised generative flows (LGF, paper 2): LGF-MAF and LGF-RealNVP.
+"""Localised generative flows (LGF, paper 2): the model facade and builders.
 
-Generative process with L layers (eq. 3 and 5):
+`LGFModel` puts an `lgf_layers.LGFFlow` behind the `Model` facade: training
+on the single-sample ELBO of Alg. 1, validation and test on the
+importance-sampled log-likelihood (Rezende et al. 2014, App. E)
 
-  z_0 ~ N(0, I),   u_l ~ p(u_l | z_{l-1}),   z_l = G_l^-1(z_{l-1}; u_l),   x = z_L
+  log p_hat(x) = log (1/S) sum_s exp(w_s),  w_s = log p(x, u^s) - log q(u^s | x),
 
-with G_l(z; u) = exp(s_l(u)) * g_l(z) + t_l(u) (eq. 6, `LocalisedAffine`)
-and p(u | z), q(u | z) mean-field Gaussians from networks (App. D.1). The
-posterior factorises as prod_l q(u_l | z_l) (eq. 7), so the ELBO is computed
-recursively from the data end (Alg. 1):
-
-  L_l(z_l) = E_q(u_l | z_l)[ L_{l-1}(G_l(z_l; u_l)) + log p(u_l | z_{l-1})
-                             + log|det DG_l(z_l; u_l)| - log q(u_l | z_l) ],
-  L_0(z_0) = log N(z_0; 0, I),
-
-one reparametrised sample u_l = mu_q + sigma_q * eps per layer. The test
-log-likelihood is the importance-sampled estimate (Rezende et al. 2014,
-App. E) log (1/S) sum_s exp(w_s), w_s the single-sample ELBO terms above;
-it is below log p(x) in expectation and rises to it as S grows.
-
-Layers that carry no mixing variable (preprocessing, squeezes) sit in the
-same chain and contribute their log-dets. In the data -> latent order the
-forward pass uses here, "step l" of the paper is visited from L down to 1.
-
-Models: "lgf_maf" (vectors: a MAF with a u_l after each autoregressive
-layer, Sec. 5.1) and "lgf_rnvp" (images: RealNVP's multi-scale
-architecture with a u_l after each affine coupling, u_l one channel of z_l,
-Sec. 5.2).
+below log p(x) in expectation and rising to it as S grows (paper 2: S = 5-10
+at validation, 1000 at test). The builders assemble the models of Sec. 5:
+"lgf_maf" (vectors: a MAF with a u_l after each autoregressive layer,
+Sec. 5.1) and "lgf_rnvp" (images: RealNVP's multi-scale architecture with a
+u_l after each affine coupling, u_l one channel of z_l, Sec. 5.2).
 """
 from __future__ import annotations
 
@@ -39,294 +24,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nbflows.bijectors import base as bijector_base
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
 from nbflows.bijectors import lgf as lgf_bijectors
 from nbflows.bijectors import made
-from nbflows.bijectors import preprocessing
-from nbflows.bijectors.squeeze import squeeze, unsqueeze
 from nbflows.data import sources
-from nbflows.distributions import gaussian
 from nbflows.models import base
 from nbflows.models import realnvp
+from nbflows.models.lgf_layers import (LGFChain, LGFFlow, LGFMultiScale,
+                                       LGFStep, tile_samples)
 from nbflows.objectives import iwae
 
 Array = jax.Array
 Params = base.Params
-
-
-# ------------------------------------------------------------------- steps
-class LGFStep(nn.Module):
-  """One layer of eq. 5: G(.; u) with p(u | z_{l-1}) and q(u | z_l).
-
-  Attributes:
-    layer: the `LocalisedAffine` G(z; u), its `u_shape` fixing u's shape.
-    pq_hidden: hidden sizes of the p and q networks (MLPs for vectors,
-      3x3 convolutions for images); both start as N(0, I).
-  """
-  layer: lgf_bijectors.LocalisedAffine
-  pq_hidden: Sequence[int] = (50, 50)
-
-  def setup(self):
-    self.posterior_net = lgf_bijectors.ShiftLogScaleNet(tuple(self.pq_hidden))
-    self.prior_net = lgf_bijectors.ShiftLogScaleNet(tuple(self.pq_hidden))
-
-  def _u_channels(self) -> int:
-    return tuple(self.layer.u_shape)[-1]
-
-  def elbo(self, z: Array, key: Array) -> Tuple[Array, Array]:
-    """One step of Alg. 1: (z_{l-1}, Delta_l [B]) with u_l ~ q(u_l | z_l)."""
-    q_mean, q_log_std = self.posterior_net(z, self._u_channels())
-    eps = jax.random.normal(key, q_mean.shape, q_mean.dtype)
-    u = q_mean + jnp.exp(q_log_std) * eps
-    z_prev, logdet = self.layer.forward(z, u)
-    p_mean, p_log_std = self.prior_net(z_prev, self._u_channels())
-    delta = (gaussian.diagonal_normal_log_prob(u, p_mean, p_log_std) + logdet -
-             gaussian.diagonal_normal_log_prob(u, q_mean, q_log_std))
-    return z_prev, delta
-
-  def generate(self, z_prev: Array, key: Array) -> Array:
-    """z_l = G^-1(z_{l-1}; u_l) with u_l ~ p(u_l | z_{l-1}) (eq. 5)."""
-    p_mean, p_log_std = self.prior_net(z_prev, self._u_channels())
-    u = gaussian.diagonal_normal_sample(key, p_mean, p_log_std)
-    z, _ = self.layer.inverse(z_prev, u)
-    return z
-
-  def forward(self, z: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    """G(z; u) with u the mean of q(u | z): (z_{l-1}, log|det| [B])."""
-    del cond
-    q_mean, _ = self.posterior_net(z, self._u_channels())
-    return self.layer.forward(z, q_mean)
-
-  def inverse(self, z_prev: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    """G^-1(z_{l-1}; u) with u the mean of p(u | z_{l-1})."""
-    del cond
-    p_mean, _ = self.prior_net(z_prev, self._u_channels())
-    return self.layer.inverse(z_prev, p_mean)
-
-
-def _elbo(stage: nn.Module, h: Array, key: Array) -> Tuple[Array, Array]:
-  """Alg. 1 through an LGF stage, or the log-det of a plain bijector."""
-  if isinstance(stage, (LGFStep, LGFChain, LGFMultiScale)):
-    return stage.elbo(h, key)
-  return stage.forward(h)
-
-
-def _generate(stage: nn.Module, h: Array, key: Array) -> Array:
-  if isinstance(stage, (LGFStep, LGFChain, LGFMultiScale)):
-    return stage.generate(h, key)
-  return stage.inverse(h)[0]
-
-
-def _zeros(x: Array) -> Array:
-  return jnp.zeros(x.shape[:1], x.dtype)
-
-
-def _tile(x: Array, num: int) -> Array:
-  """[B, ...] -> [num * B, ...], `num` copies of the batch one after another."""
-  return jnp.broadcast_to(x, (num, *x.shape)).reshape(num * x.shape[0],
-                                                       *x.shape[1:])
-
-
-class LGFChain(nn.Module):
-  """Stages in data -> latent order: `LGFStep`s and plain bijectors.
-
-  Attributes:
-    stages: applied first to last by `elbo` and `forward`.
-  """
-  stages: Sequence[nn.Module] = ()
-
-  def elbo(self, h: Array, key: Array) -> Tuple[Array, Array]:
-    """(z, sum of the stages' Delta_l or log-dets [B])."""
-    total = _zeros(h)
-    for stage, stage_key in zip(self.stages,
-                                jax.random.split(key, len(self.stages))):
-      h, delta = _elbo(stage, h, stage_key)
-      total = total + delta
-    return h, total
-
-  def generate(self, h: Array, key: Array) -> Array:
-    for stage, stage_key in zip(reversed(self.stages),
-                                jax.random.split(key, len(self.stages))):
-      h = _generate(stage, h, stage_key)
-    return h
-
-  def forward(self, h: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    del cond
-    total = _zeros(h)
-    for stage in self.stages:
-      h, logdet = stage.forward(h)
-      total = total + logdet
-    return h, total
-
-  def inverse(self, h: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    del cond
-    total = _zeros(h)
-    for stage in reversed(self.stages):
-      h, logdet = stage.inverse(h)
-      total = total + logdet
-    return h, total
-
-
-class LGFMultiScale(nn.Module):
-  """RealNVP's multi-scale structure (`flow.MultiScale`) for LGF stages.
-
-    h = after(squeeze(before(x))); z_out, h = split(h); h = inner(h);
-    z = unsqueeze(concat(z_out, h))
-  so z has the shape of x and the factored-out half meets the N(0, I)
-  prior of z_0 directly.
-
-  Attributes:
-    before, after: `LGFChain`s (or None) before and after the squeeze.
-    squeeze: whether this scale squeezes [H, W, C] -> [H/2, W/2, 4C].
-    inner: the next scale, or None for the last.
-  """
-  before: Optional[nn.Module] = None
-  after: Optional[nn.Module] = None
-  squeeze: bool = False
-  inner: Optional["LGFMultiScale"] = None
-
-  def _run(self, h: Array, step) -> Tuple[Array, Array]:
-    """Threads h through before, squeeze, after, split/inner, unsqueeze.
-
-    `step(block, h) -> (h, delta [B])` runs one block; the deltas add up.
-    """
-    total = _zeros(h)
-    if self.before is not None:
-      h, total = step(self.before, h)
-    if self.squeeze:
-      h = squeeze(h)
-    if self.after is not None:
-      h, delta = step(self.after, h)
-      total = total + delta
-    if self.inner is not None:
-      z_out, h = jnp.split(h, 2, axis=-1)
-      h, delta = step(self.inner, h)
-      h, total = jnp.concatenate([z_out, h], axis=-1), total + delta
-    return (unsqueeze(h) if self.squeeze else h), total
-
-  def _run_back(self, z: Array, step) -> Array:
-    h = squeeze(z) if self.squeeze else z
-    if self.inner is not None:
-      z_out, h = jnp.split(h, 2, axis=-1)
-      h = jnp.concatenate([z_out, step(self.inner, h)], axis=-1)
-    if self.after is not None:
-      h = step(self.after, h)
-    h = unsqueeze(h) if self.squeeze else h
-    return h if self.before is None else step(self.before, h)
-
-  def elbo(self, h: Array, key: Array) -> Tuple[Array, Array]:
-    keys = iter(jax.random.split(key, 3))
-    return self._run(h, lambda block, h: _elbo(block, h, next(keys)))
-
-  def generate(self, z: Array, key: Array) -> Array:
-    keys = iter(jax.random.split(key, 3))
-    return self._run_back(z, lambda block, h: _generate(block, h, next(keys)))
-
-  def forward(self, h: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    del cond
-    return self._run(h, lambda block, h: block.forward(h))
-
-  def inverse(self, z: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    del cond
-    logdets = []
-
-    def step(block, h):
-      h, logdet = block.inverse(h)
-      logdets.append(logdet)
-      return h
-
-    x = self._run_back(z, step)
-    return x, sum(logdets, _zeros(z))
-
-
-# ------------------------------------------------------------------ module
-class LGFFlow(nn.Module):
-  """An LGF in data units: preprocessing, LGF stages, N(0, I) prior on z_0.
-
-  Attributes:
-    transform: an `LGFChain` or `LGFMultiScale`; z_0 has the shape of x.
-    event_shape: shape of one example.
-    num_levels: discrete levels of the data (then Rescale and Logit come
-      first, their log-dets counted, as in `flow.FlowModel`), or None.
-    logit_alpha: RealNVP's alpha of the logit transform.
-    num_importance_samples: S of `log_prob`'s importance-sampled estimate.
-  """
-  transform: nn.Module = None
-  event_shape: Tuple[int, ...] = ()
-  num_levels: Optional[int] = None
-  logit_alpha: float = 0.05
-  num_importance_samples: int = 10
-
-  def setup(self):
-    if self.num_levels is None:
-      stages = ()
-    else:
-      stages = (preprocessing.Rescale(num_levels=self.num_levels),
-                preprocessing.Logit(alpha=self.logit_alpha))
-    self.preprocessing = LGFChain(stages)
-
-  def __call__(self, x: Array, cond: Optional[Array] = None) -> Array:
-    return self.log_prob(x, cond)
-
-  def elbo(self, x: Array, key: Array) -> Array:
-    """A single-sample estimate of the ELBO L_L(x) of Alg. 1, [B] nats.
-
-    Its expectation is the ELBO; it is also the log importance weight
-    log p(x, u_1:L) - log q(u_1:L | x) of one sample u_1:L ~ q.
-    """
-    bijector_base.check_event(x, self.event_shape)
-    h, logdet = self.preprocessing.forward(x)
-    z, delta = self.transform.elbo(h, key)
-    return gaussian.standard_normal_log_prob(z) + logdet + delta
-
-  def log_prob(self, x: Array, cond: Optional[Array] = None,
-               key: Optional[Array] = None) -> Array:
-    """Importance-sampled log p(x) with `num_importance_samples` samples, [B].
-
-    log (1/S) sum_s exp(w_s), w_s = `elbo(x, key_s)`; a fixed key
-    (`jax.random.key(0)`) when none is given, so repeated calls agree.
-    """
-    del cond
-    key = jax.random.key(0) if key is None else key
-    weights = self.elbo(_tile(x, self.num_importance_samples), key)
-    return iwae.importance_statistics(
-        weights.reshape(self.num_importance_samples, x.shape[0])).log_likelihood
-
-  def forward(self, x: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    """Data -> z_0 with every u_l at the mean of q(u_l | z_l): (z, log|det|)."""
-    del cond
-    bijector_base.check_event(x, self.event_shape)
-    h, logdet = self.preprocessing.forward(x)
-    z, transform_logdet = self.transform.forward(h)
-    return z, logdet + transform_logdet
-
-  def inverse(self, z: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    """z_0 -> data with every u_l at the mean of p(u_l | z_{l-1})."""
-    del cond
-    bijector_base.check_event(z, self.event_shape, "z")
-    h, logdet = self.transform.inverse(z)
-    x, preprocessing_logdet = self.preprocessing.inverse(h)
-    return x, logdet + preprocessing_logdet
-
-  def sample(self, key: Array, cond: Optional[Array], num_samples: int,
-             temperature: float = 1.0) -> Array:
-    """Ancestral sampling of eq. 5: z_0 ~ N(0, T^2 I), u_l ~ p(u_l | z_{l-1})."""
-    del cond
-    z_key, u_key = jax.random.split(key)
-    z = gaussian.standard_normal_sample(
-        z_key, (num_samples, *self.event_shape), temperature)
-    return self.preprocessing.inverse(self.transform.generate(z, u_key))[0]
-
 
 # ------------------------------------------------------------------ facade
 class LGFModel(base.Model):
@@ -336,7 +46,10 @@ class LGFModel(base.Model):
   for discrete data (images) and nats per example otherwise; `eval_metrics`
   adds the importance-sampled log-likelihood with `eval_samples` samples
   (paper 2: 5-10 at validation) and `test_metrics` with `test_samples`
-  (paper 2: 1000).
+  (paper 2: 1000). `log_prob` (the facade's likelihood, used by
+  `train.compare` and the density plots) is the `test_samples` estimate with
+  the fixed key 0, and `test_log_likelihood` adds its standard error over a
+  split.
 
   Args:
     module: an `LGFFlow`.
@@ -378,7 +91,8 @@ class LGFModel(base.Model):
       sample size.
     """
     def log_weights(key: Array, num: int) -> Array:
-      return self.elbo(params, _tile(x, num), key).reshape(num, x.shape[0])
+      return self.elbo(params, tile_samples(x, num), key).reshape(
+          num, x.shape[0])
 
     return iwae.importance_log_likelihood(log_weights, key, num_samples,
                                           self.sample_chunk)
@@ -419,6 +133,12 @@ class LGFModel(base.Model):
         for i in range(0, len(x), batch_size)])
     return (float(values.mean()),
             float(values.std(ddof=1) / math.sqrt(len(values))))
+
+  @functools.cached_property
+  def _log_prob(self):
+    # S = `test_samples`, drawn `sample_chunk` at a time (bounded memory).
+    return jax.jit(lambda p, x, c: self.importance_estimate(
+        p, x, jax.random.key(0), self.test_samples).log_likelihood)
 
   @functools.cached_property
   def _importance(self):
