@@ -86,6 +86,8 @@ def half_written_save(workdir: str, step: int) -> str:
   half."""
   root = os.path.join(workdir, checkpoint_lib.LATEST_DIR)
   partial = os.path.join(root, f"{step + 1}.orbax-checkpoint-tmp")
+  if os.path.exists(partial):   # the kill itself left one: replace it
+    shutil.rmtree(partial)
   shutil.copytree(os.path.join(root, str(step)), partial)
   os.remove(os.path.join(partial, "commit_success.txt"))
   data = os.path.join(partial, "state", "d")

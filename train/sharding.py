@@ -57,9 +57,9 @@ def fsdp_spec(shape: Tuple[int, ...], num_devices: int,
 
   Example:
     >>> fsdp_spec((3, 64, 32), 8, min_size=1024)
-    PartitionSpec(None, 'data', None)
+    P(None, 'data', None)
     >>> fsdp_spec((3, 5), 8, min_size=1), fsdp_spec((64,), 8, min_size=1024)
-    (PartitionSpec(), PartitionSpec())
+    (P(), P())
   """
   if math.prod(shape) < min_size:
     return PartitionSpec()
