@@ -166,3 +166,20 @@ class Logit(base.Bijector):
   def inverse(self, y: Array, cond: Optional[Array] = None
               ) -> Tuple[Array, Array]:
     return self._bijector(y, cond).inverse_and_log_det(y)
+
+
+def image_stages(num_levels: Optional[int],
+                 logit_alpha: float) -> Tuple[base.Bijector, ...]:
+  """RealNVP's preprocessing of discrete data: Rescale, then Logit.
+
+  Continuous data (`num_levels` None) gets no stages.
+
+  Example:
+    >>> [type(stage).__name__ for stage in image_stages(17, 0.05)]
+    ['Rescale', 'Logit']
+    >>> image_stages(None, 0.05)
+    ()
+  """
+  if num_levels is None:
+    return ()
+  return (Rescale(num_levels=num_levels), Logit(alpha=logit_alpha))

@@ -345,11 +345,7 @@ class FlowModel(nn.Module):
   logit_alpha: float = 0.05
 
   def setup(self):
-    if self.num_levels is None:
-      layers = ()
-    else:
-      layers = (preprocessing.Rescale(num_levels=self.num_levels),
-                preprocessing.Logit(alpha=self.logit_alpha))
+    layers = preprocessing.image_stages(self.num_levels, self.logit_alpha)
     self.preprocessing = Chain(layers)
 
   def __call__(self, x: Array, cond: Optional[Array] = None) -> Array:

@@ -252,11 +252,7 @@ class LGFFlow(nn.Module):
   num_importance_samples: int = 10
 
   def setup(self):
-    if self.num_levels is None:
-      stages = ()
-    else:
-      stages = (preprocessing.Rescale(num_levels=self.num_levels),
-                preprocessing.Logit(alpha=self.logit_alpha))
+    stages = preprocessing.image_stages(self.num_levels, self.logit_alpha)
     self.preprocessing = LGFChain(stages)
 
   def __call__(self, x: Array, cond: Optional[Array] = None) -> Array:
