@@ -74,7 +74,7 @@ def get_config(arg=None):
   config.eval.marginal_neighbourhoods = 100  # M of App. B.3
   config.eval.exact_marginal = False  # eq. 4 over all N neighbourhoods (NCT)
   config.eval.metrics = ""      # e.g. "bpd,marginal_bpd,fd,prd"; "" = the
-                                # model family's (train.evaluate.METRICS)
+                                # family's (train.requested_metrics.METRICS)
   config.eval.num_samples = 2000        # samples for "fd" and "prd"
   config.eval.feature_net_steps = 2000  # the offline classifier's training
   config.eval.prd_runs = 10             # k-means clusterings PRD averages

@@ -1,7 +1,7 @@
 """NIF-48: configs/nif_digits.py with a k = 48 dimensional latent.
 
-Expected: test bits/dim within 2% of the unit-prior RealNVP's
-(configs/default.py) on the same data and steps (paper 4, Table 2).
+Measured: test bits/dim 2.1529 against the unit-prior RealNVP's 2.1231 on
+the same data, flow and steps (+1.4%; command in configs/nif_digits.py).
 """
 from configs import nif_digits
 

@@ -95,6 +95,13 @@ def load_checkpoint(workdir: str,
   abstract = jax.eval_shape(
       lambda key: state_lib.create_train_state(model, optimizer, key, batch),
       jax.random.key(0))
+  if hasattr(model, "fit"):
+    # Fitted to the data, not trained (the KDE: its centres are the whole
+    # training split), so the parameter shapes are the checkpoint's.
+    params = checkpointer.stored_params(step, which)
+    abstract = abstract.replace(params=params,
+                                opt_state=jax.eval_shape(optimizer.init,
+                                                         params))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),

@@ -220,7 +220,7 @@ def test_knn_loss_equals_exact_loss_when_k_covers_all_and_bounds_it_otherwise(
   key = jax.random.key(3)
   full = make_model(images, leave_one_out=True, subsample_ratio=1.0, knn=11)
   params = full.init(jax.random.key(0), batch)
-  exact_loss, _ = full.loss(params, batch, key)
+  exact_loss, exact_metrics = full.loss(params, batch, key)
   cache = full.init_cache(params)
   knn_batch = full.knn_batch(params, cache, batch, jax.random.key(5))
   assert knn_batch["exemplar_neighbours"].shape == (3, 12)
@@ -228,6 +228,9 @@ def test_knn_loss_equals_exact_loss_when_k_covers_all_and_bounds_it_otherwise(
   knn_loss, (metrics, neighbour_means) = full.knn_loss(params, knn_batch, key)
   np.testing.assert_allclose(knn_loss, exact_loss, rtol=1e-5)
   assert float(metrics["loss"]) == pytest.approx(float(knn_loss))
+  # Both losses log the shared log sigma^2 of eq. 12.
+  for logged in (metrics, exact_metrics):
+    assert float(logged["log_variance"]) == float(full.log_variance(params))
   # Alg. 1: the batch points' cache rows hold their current encodings ...
   np.testing.assert_allclose(cache.means[np.asarray(batch["index"])],
                              full.encode(params, batch["x"])[0], rtol=1e-5,

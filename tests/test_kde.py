@@ -1,15 +1,26 @@
 """Tests for the KDE baseline (paper 1, eq. 2), nbflows.models.kde."""
 from __future__ import annotations
 
+import json
+import math
+import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import scipy.spatial
 import scipy.special
 import scipy.stats
 
+from configs import kde_digits
+from nbflows import checkpoint_loading
+from nbflows.data import pipeline
 from nbflows.models import kde
+from test_entry_points import run_module
+from train import evaluate
+from train import fitting
 
 
 def scipy_kde_log_prob(x, centres, sigma):
@@ -136,3 +147,62 @@ def test_errors_name_the_problem():
     kde.fit_bandwidth(jnp.zeros((3, 2)), jnp.zeros((3, 2)), [1.0, -1.0])
   with pytest.raises(ValueError, match="sigma=0"):
     kde.KernelDensityModel((2,), sigma=0.0)
+
+
+def log_mean_exp_kde(x, centres, sigma):
+  """Eq. 2 by SciPy in float64: exact squared distances, then log-mean-exp.
+
+  log (1/N) sum_i exp(-||x - c_i||^2 / (2 sigma^2)) - D/2 log(2 pi sigma^2).
+  """
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  centres = np.asarray(centres, np.float64).reshape(len(centres), -1)
+  sq_dist = scipy.spatial.distance.cdist(x, centres, "sqeuclidean")
+  return (scipy.special.logsumexp(-sq_dist / (2 * sigma ** 2), axis=1)
+          - math.log(len(centres))
+          - 0.5 * x.shape[1] * math.log(2 * math.pi * sigma ** 2))
+
+
+@pytest.fixture(scope="module")
+def kde_run(tmp_path_factory):
+  """`python -m train.main --config configs/kde_digits.py:quick`."""
+  workdir = str(tmp_path_factory.mktemp("kde_digits"))
+  run = run_module("train.main", "--config", "configs/kde_digits.py:quick",
+                   "--workdir", workdir, "--config.eval.metrics=bpd")
+  assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+  config = kde_digits.get_config("quick")
+  model, params, _ = checkpoint_loading.load_checkpoint(workdir)
+  splits, _ = evaluate.load_data(config, model)
+  with open(os.path.join(workdir, evaluate.EVAL_FILE)) as f:
+    return workdir, config, splits, params, json.load(f)
+
+
+def test_train_main_centres_the_kde_on_the_whole_training_split(kde_run):
+  _, _, splits, params, report = kde_run
+  # Every training image at the middle of its bin: not one batch of them.
+  np.testing.assert_array_equal(params["train"], splits.train.images + 0.5)
+  assert report["steps_trained"] == 0          # fitted, no gradient steps
+  assert report["num_params"] == splits.train.images.size + 1
+
+
+def test_train_main_picks_the_bandwidth_on_validation_data(kde_run):
+  _, config, splits, params, _ = kde_run
+  centres = splits.train.images + 0.5
+  validation = fitting.validation_points(splits, config.eval_batch_size)
+  grid = kde.default_bandwidth_grid(centres)
+  scores = [log_mean_exp_kde(validation, centres, s).mean() for s in grid]
+  assert float(jnp.exp(params["log_sigma"])) == pytest.approx(
+      grid[np.argmax(scores)], rel=1e-6)
+  assert 0 < np.argmax(scores) < len(grid) - 1  # an interior optimum
+
+
+def test_train_main_test_bpd_equals_a_scipy_log_mean_exp(kde_run):
+  workdir, config, splits, params, report = kde_run
+  test_x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
+      splits, None, "test", config.eval_batch_size)])
+  sigma = float(jnp.exp(params["log_sigma"]))
+  bpd = -log_mean_exp_kde(test_x, splits.train.images + 0.5, sigma) / (
+      test_x[0].size * math.log(2.0))
+  assert report["test_bpd"] == pytest.approx(bpd.mean(), rel=1e-5)
+  # train.evaluate restores the fitted checkpoint (nbflows.load_checkpoint).
+  again = evaluate.evaluate(config, workdir, "bpd")
+  assert again["test_bpd"] == pytest.approx(report["test_bpd"], rel=1e-6)

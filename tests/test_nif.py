@@ -278,3 +278,15 @@ def _generate(module, w):
 
 def _generate_data(module, w):
   return module.inverse(module.nif.generate(w))[0]
+
+
+def test_noise_scale_rows_differ_only_by_the_noise_scale(nif_flow_model):
+  """f(x_s) = A w + b + sqrt(s) Sigma^1/2 eps with one (w, eps) per column,
+  so f(x_0.25) - f(x_0) = (f(x_1) - f(x_0)) / 2 (Sigma scaled by s)."""
+  model, _, params, _ = nif_flow_model
+  rows = model.samples_by_noise_scale(params, jax.random.key(5), 6,
+                                      (0.0, 0.25, 1.0))
+  assert rows.shape == (3, 6, 4, 4, 1)
+  z = [np.asarray(model.forward(params, row)[0]) for row in rows]
+  np.testing.assert_allclose(z[1] - z[0], 0.5 * (z[2] - z[0]), atol=1e-6)
+  assert np.abs(z[2] - z[0]).max() > 0.1

@@ -111,3 +111,50 @@ def test_run_novelty_end_to_end_writes_aurocs_of_the_saved_scores(
     with np.load(os.path.join(directory, novelty.INDEX_FILE)) as f:
       test_neighbours = f["neighbours_test"]
     assert test_neighbours.max() < written["details"][str(c)]["num_train"]
+
+
+def test_side_by_side_runs_every_model_on_a_class_before_the_next(
+    tmp_path, monkeypatch):
+  """Class-major order, so a stopped run holds the same classes per model."""
+  calls = []
+
+  def fake_run_class(config, workdir, splits, normal_class, mesh):
+    del splits, mesh
+    calls.append((os.path.basename(workdir), normal_class))
+    auroc = 0.5 + 0.1 * normal_class + (0.01 if config.contrastive.enabled
+                                        else 0.0)
+    return {"auroc": auroc, "seconds": 0.0}
+
+  monkeypatch.setattr(novelty, "run_class", fake_run_class)
+  runs = {str(tmp_path / "rnvp"): novelty_rnvp_digits.get_config("quick"),
+          str(tmp_path / "nclc"):
+              novelty_ncl_contrastive_digits.get_config("quick")}
+  results = novelty.run_side_by_side(runs, classes=[2, 0])
+  assert calls == [("rnvp", 2), ("nclc", 2), ("rnvp", 0), ("nclc", 0)]
+  for name, extra in (("rnvp", 0.0), ("nclc", 0.01)):
+    with open(tmp_path / name / novelty.NOVELTY_FILE) as f:
+      written = json.load(f)
+    assert written["per_class"] == results[str(tmp_path / name)]["per_class"]
+    assert written["per_class"] == pytest.approx({"2": 0.7 + extra,
+                                                  "0": 0.5 + extra})
+    assert written["mean_auroc"] == pytest.approx(0.6 + extra)
+  other = novelty_rnvp_digits.for_mnist5k(
+      novelty_rnvp_digits.get_config("quick"), "quick")
+  with pytest.raises(ValueError, match="expected the same data"):
+    novelty.run_side_by_side({
+        str(tmp_path / "a"): other,
+        str(tmp_path / "b"): runs[str(tmp_path / "rnvp")]})
+
+
+def test_reused_compilations_compile_an_identical_program_once(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  directory = tmp_path / "cache"
+  with novelty.reused_compilations(str(directory)):
+    # Two closures with the same program, as trainer.train builds per class.
+    jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(np.ones(7, np.float32))
+    entries = set(os.listdir(directory))
+    jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(np.ones(7, np.float32))
+    assert set(os.listdir(directory)) == entries       # served from cache
+    jax.jit(lambda x: jax.numpy.cos(x) * 3.0)(np.ones(7, np.float32))
+    assert len(set(os.listdir(directory)) - entries) == 1  # a new program
+  assert not jax.config.jax_compilation_cache_dir     # restored on exit

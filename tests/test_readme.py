@@ -16,13 +16,16 @@ stands:
     are the test split of that run (dequantised, as the trainer evaluates
     it), so the snippet's bits/dim must equal the run's eval.json;
   * every config named in the models table exists and trains the model its
-    row names.
+    row names;
+  * the long reproduction commands of the results (```text blocks, hours of
+    training; each module has its own end-to-end test) name modules and
+    config files that exist.
 The existing tests/test_entry_points.py covers train.main and
 train.evaluate's outputs in detail; this file checks the README's own words.
 """
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import itertools
 import json
 import math
@@ -123,6 +126,17 @@ def test_install_command_names_files_that_exist():
         assert os.path.isfile(os.path.join(REPO, value)), command
       if flag == "-e":
         assert os.path.isfile(os.path.join(REPO, value, "setup.py")), command
+
+
+def test_reproduction_commands_name_modules_and_configs_that_exist():
+  commands = [line for block in code_blocks(read_readme(), "text")
+              for line in block.splitlines() if line.startswith("python -m")]
+  assert commands
+  for command in commands:
+    module = shlex.split(command)[2]
+    assert importlib.util.find_spec(module) is not None, command
+    for path in re.findall(r"configs/\w+\.py", command):
+      assert os.path.isfile(os.path.join(REPO, path)), (path, command)
 
 
 def test_test_command_is_the_one_ci_runs():

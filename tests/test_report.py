@@ -24,8 +24,9 @@ from nbflows.metrics import feature_net
 from nbflows.metrics import frechet
 from nbflows.models import registry
 from train import compare
-from train import evaluate
 from train import report
+from train import requested_metrics
+from train import sample_quality
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITY_KEYS = {"frechet_distance", "prd_f8", "prd_f1_8",
@@ -121,15 +122,15 @@ def test_frechet_distance_is_of_marginal_samples_against_the_test_split(
   row = quick_report[1]["tables"]["digits"][1]
   model, params, config = checkpoint_loading.load_checkpoint(workdir)
   splits = sources.load("digits")
-  samples = evaluate.draw_marginal_samples(
+  samples = sample_quality.draw_marginal_samples(
       model, params, jax.random.fold_in(jax.random.key(config.seed),
-                                        evaluate.QUALITY_SALT),
+                                        requested_metrics.QUALITY_SALT),
       config.eval.num_samples, splits.train, None, config.eval_batch_size)
   info = splits.info
   net = feature_net.load_or_train(
       "digits", splits.train.images, splits.train.labels, info.num_levels,
       info.num_classes,
-      os.path.expanduser(evaluate.FEATURE_NET_CACHE_DIR),
+      os.path.expanduser(sample_quality.FEATURE_NET_CACHE_DIR),
       feature_net.ClassifierSettings(num_steps=config.eval.feature_net_steps))
   expected = frechet.frechet_distance(net(splits.test.images), net(samples))
   assert row["frechet_distance"] == pytest.approx(expected, rel=1e-6)
@@ -142,8 +143,8 @@ def test_frechet_distance_is_of_marginal_samples_against_the_test_split(
 
 def test_unknown_metric_raises_listing_the_valid_ones():
   with pytest.raises(ValueError, match="unknown metrics.*marginal_bpd"):
-    evaluate.parse_metrics("bpd,fid")
-  assert evaluate.parse_metrics(" bpd , prd ") == ("bpd", "prd")
+    requested_metrics.parse_metrics("bpd,fid")
+  assert requested_metrics.parse_metrics(" bpd , prd ") == ("bpd", "prd")
   run = run_module("train.evaluate", "--config", "configs/default.py:quick",
                    "--workdir", "/nonexistent", "--metrics", "fid")
   assert run.returncode != 0
@@ -155,7 +156,8 @@ def test_sample_quality_on_vector_data_raises():
   model = registry.build_model(config)
   info = sources.dataset_info(config.dataset)
   with pytest.raises(ValueError, match="fd and prd need images"):
-    evaluate.chosen_metrics(config, model, info, "log_likelihood,fd")
+    requested_metrics.chosen_metrics(config, model, info,
+                                     "log_likelihood,fd")
 
 
 @pytest.mark.parametrize("module, expected", [
@@ -166,19 +168,28 @@ def test_sample_quality_on_vector_data_raises():
 ])
 def test_default_metrics_per_model_family(module, expected):
   config = module.get_config("quick")
+  config.eval.metrics = ""                  # the family's default set
   model = registry.build_model(config)
   info = sources.dataset_info(config.dataset)
-  assert evaluate.chosen_metrics(config, model, info) == expected
+  assert requested_metrics.chosen_metrics(config, model, info) == expected
   config.eval.metrics = "bpd"
-  assert evaluate.chosen_metrics(config, model, info) == ("bpd",)
+  assert requested_metrics.chosen_metrics(config, model, info) == ("bpd",)
+
+
+def test_paper1_cpu_configs_report_conditional_and_marginal_bpd():
+  config = ncl_digits.get_config()        # the main job's final report
+  model = registry.build_model(config)
+  info = sources.dataset_info(config.dataset)
+  assert requested_metrics.chosen_metrics(config, model, info) == (
+      "bpd", "marginal_bpd")
 
 
 def test_log_likelihood_and_its_standard_error():
   values = {"bpd": np.array([1.0, 2.0, 4.0])}
   config = default.get_config("quick")
   model = registry.build_model(config)      # rnvp on digits, D = 64
-  results = evaluate.requested_results(model, None, config, None, None,
-                                       values, ("log_likelihood",))
+  results = requested_metrics.requested_results(
+      model, None, config, None, None, values, ("log_likelihood",))
   log_likelihood = -values["bpd"] * 64 * math.log(2.0)
   assert results["test_log_likelihood"] == pytest.approx(
       log_likelihood.mean())
@@ -187,7 +198,7 @@ def test_log_likelihood_and_its_standard_error():
   # LGF reports its importance-sampled estimate and S.
   lgf_config = lgf_maf_two_rectangles.get_config("quick")
   lgf_model = registry.build_model(lgf_config)
-  results = evaluate.requested_results(
+  results = requested_metrics.requested_results(
       lgf_model, None, lgf_config, None, None,
       {"log_likelihood": np.array([-1.0, -3.0]), "bpd": np.zeros(2)},
       ("log_likelihood",))
@@ -195,8 +206,8 @@ def test_log_likelihood_and_its_standard_error():
                      "test_log_likelihood_stderr": pytest.approx(1.0),
                      "log_likelihood_samples": lgf_config.lgf.test_samples}
   with pytest.raises(ValueError, match="needs the per-example 'iwae'"):
-    evaluate.requested_results(model, None, config, None, None, values,
-                               ("iwae",))
+    requested_metrics.requested_results(model, None, config, None, None,
+                                        values, ("iwae",))
 
 
 def test_compare_tabulates_conditional_and_marginal_bpd(quick_report):

@@ -161,3 +161,18 @@ def test_targeted_samples_resemble_their_neighbourhood():
       out.append(np.linalg.norm(sample_features - centre, axis=1).mean())
   # Measured: about 11 against 47 after 100 steps; about equal untrained.
   assert np.mean(own_distance) < 0.5 * np.mean(other_distance)
+
+
+def test_sample_grid_rows_are_a_neighbourhood_then_its_samples():
+  from train import evaluate    # pylint: disable=g-import-not-at-top
+  model, params, images, rows = setup()
+  neighbourhoods = images[rows].astype(np.float32) + 0.5      # [6, K, ...]
+  grid = evaluate.draw_samples(model, params, jax.random.key(3), 12,
+                               {"neighbours": neighbourhoods})
+  assert grid.shape == (6, K + 1 + 2, *EVENT)       # 12 samples, 2 per set
+  np.testing.assert_array_equal(grid[:, :K], neighbourhoods)
+  assert np.isnan(grid[:, K]).all()
+  samples = grid[:, K + 1:]
+  assert np.isfinite(samples).all() and (samples >= 0).all()
+  assert (samples < 17).all()
+  assert np.abs(samples[:, 0] - samples[:, 1]).max() > 0   # two draws

@@ -103,6 +103,27 @@ def test_nonfinite_batch_is_skipped_and_counted():
                             before.params["params"]["shift"])
 
 
+def test_a_nonfinite_gradient_under_a_finite_loss_is_skipped():
+  model, config, batch = tiny_model(), tiny_config(), gaussian_batch()
+  loss = model.loss
+
+  def loss_with_a_nan_gradient(params, batch, key):
+    # sqrt(0) is finite, its derivative is not: only one gradient entry
+    # of the shift is NaN, the loss stays finite.
+    value, metrics = loss(params, batch, key)
+    shift = params["params"]["shift"]
+    return value + jnp.sqrt(shift[0] - shift[0]), metrics
+
+  model.loss = loss_with_a_nan_gradient
+  state, train_step = fresh_state(model, config, batch)
+  before = jax.device_get(state)
+  state, metrics = jax.jit(train_step)(state, batch)
+  assert np.isfinite(float(metrics["loss"]))
+  assert float(metrics["skipped"]) == 1.0
+  jax.tree.map(np.testing.assert_array_equal, before.params,
+               jax.device_get(state.params))
+
+
 def test_config_values_are_validated_by_name():
   cases = {
       "num_train_steps": (0, r"config.num_train_steps=0; expected an integer "

@@ -246,9 +246,7 @@ class Checkpointer:
       ValueError: if the checkpoint's parameters do not match the target's,
         or for an unknown `which`.
     """
-    if which not in ("latest", "best"):
-      raise ValueError(f"which={which!r}; expected 'latest' or 'best'")
-    manager = self._latest if which == "latest" else self._best
+    manager = self._manager(which)
     manager.wait_until_finished()
     expected = getattr(abstract_state, "params", None)
     if expected is None and isinstance(abstract_state, Mapping):
@@ -264,6 +262,22 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract_state),
         loop=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["loop"])
+
+  def stored_params(self, step: int, which: str = "latest") -> PyTree:
+    """The parameters saved at `step` as `jax.ShapeDtypeStruct`s (metadata).
+
+    For models whose parameter shapes come from the data (the KDE's centres
+    are the training split), the restore target is built from these.
+    """
+    metadata = self._manager(which).item_metadata(step)["state"].tree
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape,
+                                                          leaf.dtype),
+                        metadata["params"])
+
+  def _manager(self, which: str) -> ocp.CheckpointManager:
+    if which not in ("latest", "best"):
+      raise ValueError(f"which={which!r}; expected 'latest' or 'best'")
+    return self._latest if which == "latest" else self._best
 
   def reached_preemption(self, step: int) -> bool:
     """Whether the hosts have agreed to stop for a preemption at `step`.

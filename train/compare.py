@@ -17,7 +17,8 @@ sampled with M = config.eval.marginal_neighbourhoods for NCT unless
 `train.report` builds the README's tables on `run_config` and
 `format_table`. The table (Markdown) is printed and written with the raw numbers to
 ``<workdir_root>/compare.json``; parameter counts more than 10% away from
-the first config's are flagged.
+the first config's are flagged. VAEs have no bits/dim: compare them with
+`--metrics iwae` (test IWAE bound in nats, with its standard error).
 """
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ COMPARE_METRICS = "bpd,marginal_bpd"
 COLUMNS = (("test bpd (conditional)", "test_bpd", "{:.4f}"),
            ("test marginal bpd (eq. 4)", "test_marginal_bpd", "{:.4f}"),
            ("marginal", "marginal_method", "{}"))
+IWAE_COLUMNS = (("test IWAE (nats)", "test_iwae", "{:.3f}"),
+                ("+- s.e.", "test_iwae_stderr", "{:.3f}"),
+                ("S", "iwae_samples", "{}"))
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()
@@ -118,13 +122,13 @@ def run_config(config: ml_collections.ConfigDict, workdir: str,
 
 
 def compare(specs: Sequence[str], overrides: Sequence[str],
-            workdir_root: str, exact_marginal: bool = False
-            ) -> List[Dict[str, Any]]:
+            workdir_root: str, exact_marginal: bool = False,
+            metrics: str = COMPARE_METRICS) -> List[Dict[str, Any]]:
   """Trains every config (same overrides) and collects one row each.
 
-  Each run is tested with the metrics `COMPARE_METRICS` (conditional and
-  marginal bits/dim); the marginal is exact for every model if
-  `exact_marginal`.
+  Each run is tested with `metrics` (default `COMPARE_METRICS`: conditional
+  and marginal bits/dim; "iwae" for VAEs); the marginal is exact for every
+  model if `exact_marginal`.
 
   Returns:
     `run_config` rows: "config", "model", "num_params", "steps_trained",
@@ -133,7 +137,7 @@ def compare(specs: Sequence[str], overrides: Sequence[str],
   rows = []
   for spec in specs:
     config = load_config(spec, overrides)
-    config.eval.metrics = COMPARE_METRICS
+    config.eval.metrics = metrics
     config.eval.exact_marginal = exact_marginal
     name = os.path.splitext(os.path.basename(spec.partition(":")[0]))[0]
     rows.append(run_config(config, os.path.join(workdir_root, name), spec))
@@ -183,6 +187,9 @@ def define_flags() -> None:
   flags.DEFINE_bool("exact_marginal", False, "Sum eq. 4 over every training "
                     "neighbourhood for every model (NCT: N conditional "
                     "passes per test point) instead of sampling M of them.")
+  flags.DEFINE_string("metrics", COMPARE_METRICS, "Test metrics of every run "
+                      "(train.evaluate's names); 'iwae' for VAEs, whose table "
+                      "then shows the test IWAE bound.")
   flags.mark_flags_as_required(["configs", "workdir_root"])
 
 
@@ -191,8 +198,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
   rows = compare(args.configs, args.set, args.workdir_root,
-                 args.exact_marginal)
-  table = format_table(rows)
+                 args.exact_marginal, args.metrics)
+  table = format_table(rows, IWAE_COLUMNS if "iwae" in args.metrics
+                       else COLUMNS)
   with open(os.path.join(args.workdir_root, "compare.json"), "w") as f:
     json.dump({"overrides": args.set, "rows": rows, "table": table}, f,
               indent=2)

@@ -13,31 +13,15 @@ metric names evaluated), test_<name> for the mean over the test split of
 every per-example metric the model reports (`model.eval_metrics`, or
 `model.test_metrics` where the model has one, e.g. LGF's 1000-sample
 importance estimate): test_bpd for the flows, test_iwae for the VAEs; and
-per requested metric (`METRICS`):
-
-  * "bpd", "iwae": the model's own test_bpd / test_iwae (the VAEs add
-    `iwae_samples`, S of the bound);
-  * "log_likelihood": test_log_likelihood (nats, mean per example) and
-    test_log_likelihood_stderr (std over examples / sqrt(N)); for flows it is
-    -bpd D ln 2, for LGF the importance-sampled estimate with
-    `log_likelihood_samples` samples (paper 2, Sec. 5);
-  * "marginal_bpd": test_marginal_bpd, eq. 4 of paper 1 on the same
-    dequantised test points (`nbflows.marginal.marginal_over_training_set`),
-    and marginal_method; for an unconditional model it is test_bpd;
-  * "fd", "prd": frechet_distance, prd_f8 (recall-like) and prd_f1_8
-    (precision-like) of `config.eval.num_samples` samples against the test
-    split, on the features of the offline classifier of
-    `nbflows.metrics.feature_net` (not Inception's: not an FID), named in
-    sample_quality_features; sample_quality_samples counts the finite
-    samples used.
-
-`config.eval.metrics` ("" = `default_metrics`, the model family's set) or
-`--metrics` choose them.
+the entries of each requested metric (bpd, iwae, log_likelihood,
+marginal_bpd, fd, prd), described and computed in `train.requested_metrics`
+(Frechet distance and PRD on an offline classifier's features in
+`train.sample_quality`). `config.eval.metrics` ("" = the model family's
+set) or `--metrics` choose them.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -46,90 +30,19 @@ import ml_collections
 import numpy as np
 
 from nbflows import checkpoint_loading
-from nbflows import marginal
+from nbflows import image_grid
 from nbflows.data import pipeline
 from nbflows.data import sources
-from nbflows.metrics import feature_net
-from nbflows.metrics import frechet
-from nbflows.metrics import prd
 from nbflows.models import base as model_base
-from nbflows.models import glf
-from nbflows.models import lgf
-from nbflows.models import vae
 from nbflows.neighbours import index as index_lib
 from train import checkpoint as checkpoint_lib
+from train import requested_metrics
 from train import sharding
 
 Array = jax.Array
 EVAL_FILE = "eval.json"
 SAMPLES_FILE = "samples.png"
-FEATURE_NET_CACHE_DIR = os.path.join("~", ".cache", "nbflows", "feature_net")
-# Keys: fold_in(key(seed), salt) separates evaluation, sampling, marginal
-# and sample-quality randomness from training's (which splits key(seed)).
-EVAL_SALT, SAMPLE_SALT, MARGINAL_SALT, QUALITY_SALT = 1, 2, 3, 4
-METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "fd", "prd")
-
-
-def parse_metrics(metrics: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-  """Metric names from "a,b" or a sequence; () for an empty choice.
-
-  Example:
-    >>> parse_metrics("bpd, fd")
-    ('bpd', 'fd')
-
-  Raises:
-    ValueError: for a name outside `METRICS`, listing the valid ones.
-  """
-  if isinstance(metrics, str):
-    metrics = metrics.split(",")
-  names = tuple(name.strip() for name in metrics if name.strip())
-  unknown = [name for name in names if name not in METRICS]
-  if unknown:
-    raise ValueError(f"unknown metrics {unknown}; expected names from "
-                     f"{', '.join(METRICS)}")
-  return names
-
-
-def is_image_data(info: sources.DatasetInfo) -> bool:
-  """Whether a dataset holds discrete images [H, W, C] (fd and prd apply)."""
-  return len(info.event_shape) == 3 and info.num_levels is not None
-
-
-def default_metrics(model: model_base.Model,
-                    info: sources.DatasetInfo) -> Tuple[str, ...]:
-  """The metrics a model family reports by default.
-
-  VAEs: iwae (+ fd); GLF: fd; LGF: log_likelihood (+ fd, prd); other flows
-  and KDE: bpd, with marginal_bpd, fd and prd on images and log_likelihood
-  on vector data. "fd" and "prd" only for image data.
-  """
-  images = is_image_data(info)
-  if isinstance(model, vae.VAEModel):
-    return ("iwae", "fd") if images else ("iwae",)
-  if isinstance(model, glf.GLFModel):
-    return ("fd",) if images else ()
-  if isinstance(model, lgf.LGFModel):
-    return ("log_likelihood", "fd", "prd") if images else ("log_likelihood",)
-  if images:
-    return ("bpd", "marginal_bpd", "fd", "prd")
-  return ("bpd", "log_likelihood")
-
-
-def chosen_metrics(config: ml_collections.ConfigDict, model: model_base.Model,
-                   info: sources.DatasetInfo,
-                   metrics: Optional[Union[str, Sequence[str]]] = None
-                   ) -> Tuple[str, ...]:
-  """`metrics`, else `config.eval.metrics`, else `default_metrics`.
-
-  Raises:
-    ValueError: for an unknown name, or "fd"/"prd" on data without images.
-  """
-  names = parse_metrics(config.eval.metrics if metrics is None else metrics)
-  names = names or default_metrics(model, info)
-  if not is_image_data(info) and {"fd", "prd"} & set(names):
-    raise ValueError(f"metrics {names} on dataset {info.name!r} with event "
-                     f"shape {info.event_shape}; fd and prd need images")
-  return names
+NEIGHBOURHOOD_ROWS = 8     # neighbourhoods in samples.png (paper 1, Fig. 3)
 
 
 def load_data(config: ml_collections.ConfigDict, model: model_base.Model
@@ -196,7 +109,7 @@ def split_values(model: model_base.Model, params: Any,
     mesh: the device mesh.
     batch_size: the largest batch size in `batches`.
     seed: batch i is evaluated with the key fold_in(eval_key, i), where
-      eval_key = fold_in(key(seed), EVAL_SALT).
+      eval_key = fold_in(key(seed), requested_metrics.EVAL_SALT).
     eval_step: from `make_eval_step` (built here if None).
 
   Returns:
@@ -207,7 +120,7 @@ def split_values(model: model_base.Model, params: Any,
   """
   eval_step = make_eval_step(model, mesh) if eval_step is None else eval_step
   size = sharding.padded_size(batch_size, mesh)
-  key = jax.random.fold_in(jax.random.key(seed), EVAL_SALT)
+  key = jax.random.fold_in(jax.random.key(seed), requested_metrics.EVAL_SALT)
   parts: Dict[str, list] = {}
   for i, batch in enumerate(batches):
     global_batch, n = sharding.shard_eval_batch(batch, mesh, size)
@@ -238,198 +151,57 @@ def evaluate_split(model: model_base.Model, params: Any,
 def draw_samples(model: model_base.Model, params: Any, key: Array,
                  num: int, condition_batch: Mapping[str, np.ndarray]
                  ) -> np.ndarray:
-  """Draws `num` samples; conditional models use the conditions of a batch.
+  """Draws about `num` samples, as rows of a grid.
 
   A neighbour-conditioned model samples from the neighbourhoods of the
-  batch's examples (neighbourhoods of training points, paper 1 Alg. 2); a
-  label-conditioned one from their labels.
+  batch's examples (training neighbourhoods, paper 1 Alg. 2): one row per
+  neighbourhood, its k members, a blank, then `num / NEIGHBOURHOOD_ROWS`
+  samples drawn from it (`image_grid.neighbourhood_rows`). A label-
+  conditioned model samples for the batch's labels; an unconditional one
+  draws `num`.
 
   Returns:
-    [n, *event_shape] samples in data units (n <= num for conditional
-    models, limited by the batch).
+    [rows, cols, *event_shape] in data units (NaN cells are blank).
   """
   if model.condition_kind == "none":
-    return np.asarray(model.sample(params, key, num))
-  cond = np.asarray(model.condition(condition_batch))[:num]
-  return np.asarray(model.sample(params, key, cond))
+    samples = np.asarray(model.sample(params, key, num))
+    return image_grid.as_rows(samples) if samples.ndim == 4 else samples[None]
+  cond = np.asarray(model.condition(condition_batch))
+  if model.condition_kind != "neighbours":
+    samples = np.asarray(model.sample(params, key, cond[:num]))
+    return image_grid.as_rows(samples) if samples.ndim == 4 else samples[None]
+  neighbourhoods = cond[:NEIGHBOURHOOD_ROWS]
+  per_row = max(1, num // len(neighbourhoods))
+  samples = np.asarray(model.sample(
+      params, key, np.repeat(neighbourhoods, per_row, axis=0)))
+  return image_grid.neighbourhood_rows(
+      neighbourhoods, samples.reshape(len(neighbourhoods), per_row,
+                                      *samples.shape[1:]))
 
 
-def save_sample_grid(samples: np.ndarray, path: str,
+def save_sample_grid(rows: np.ndarray, path: str,
                      num_levels: Optional[int]) -> None:
-  """Saves image samples [n, H, W, C] as a grid, or 2-D points as a scatter.
+  """Saves `draw_samples`' rows: images as a grid, 2-D points as a scatter.
 
   Args:
-    samples: in data units, [0, num_levels) for images.
+    rows: [rows, cols, H, W, C] images in data units [0, num_levels), or
+      [1, n, d] points.
     path: the PNG file to write.
     num_levels: the number of levels of the data (images are shown as
       value / num_levels); None for continuous 2-D data.
   """
+  if rows.ndim == 5:
+    image_grid.save(rows, path, num_levels or 1)
+    return
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  if samples.ndim == 4:
-    n, h, w, c = samples.shape
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    images = np.clip(samples / (num_levels or 1), 0.0, 1.0)
-    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c))
-    for i, image in enumerate(images):
-      r, q = divmod(i, cols)
-      grid[1 + r * (h + 1):1 + r * (h + 1) + h,
-           1 + q * (w + 1):1 + q * (w + 1) + w] = image
-    fig, ax = plt.subplots(figsize=(cols, rows))
-    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray", vmin=0, vmax=1,
-              interpolation="nearest")
-  else:
-    points = samples.reshape(len(samples), -1)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.scatter(points[:, 0], points[:, min(1, points.shape[1] - 1)], s=2)
+  points = rows.reshape(-1, rows.shape[-1])
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.scatter(points[:, 0], points[:, min(1, points.shape[1] - 1)], s=2)
   ax.set_axis_off()
   fig.savefig(path, dpi=100, bbox_inches="tight")
   plt.close(fig)
-
-
-def marginal_on_test_split(
-    model: model_base.Model, params: Any, config: ml_collections.ConfigDict,
-    splits: sources.Splits, index: Any,
-    x: np.ndarray) -> marginal.TrainingSetMarginal:
-  """Eq. 4 of paper 1 at test points `x` [N, *event] (data units).
-
-  Exact for NCL, CC-RNVP and k-means indices; sampled with M =
-  `config.eval.marginal_neighbourhoods` for NCT (App. B.3) unless
-  `config.eval.exact_marginal`. An unconditional model's marginal is its
-  own log-density.
-  """
-  if model.condition_kind == "none":
-    log_prob = np.concatenate([
-        np.asarray(model.log_prob(params, x[i:i + config.eval_batch_size]))
-        for i in range(0, len(x), config.eval_batch_size)])
-    return marginal.TrainingSetMarginal(log_prob, "unconditional")
-  return marginal.marginal_over_training_set(
-      model, params, x, splits.train, index,
-      num_neighbourhoods=config.eval.marginal_neighbourhoods,
-      key=jax.random.fold_in(jax.random.key(config.seed), MARGINAL_SALT),
-      exact=config.eval.exact_marginal)
-
-
-def draw_marginal_samples(model: model_base.Model, params: Any, key: Array,
-                          num: int, train: sources.Split, index: Any,
-                          batch_size: int) -> np.ndarray:
-  """`num` samples of the model's marginal (paper 1, Alg. 2).
-
-  A conditional model samples, for each draw, the condition of a training
-  point picked uniformly: its neighbourhood (images at their bin centres) or
-  its label, as the generative process of eq. 4 does.
-
-  Returns:
-    [num, *event_shape] samples in data units.
-  """
-  keys = [jax.random.fold_in(key, i) for i in range(0, num, batch_size)]
-  if model.condition_kind == "none":
-    return np.concatenate([
-        np.asarray(model.sample(params, k, min(batch_size, num - i)))
-        for k, i in zip(keys, range(0, num, batch_size))])
-  conditions = (train.labels if model.condition_kind == "label" else
-                marginal.Neighbourhoods(train.images,
-                                        index.neighbours["train"]))
-  rows = np.random.default_rng(int(jax.random.randint(
-      key, (), 0, 2 ** 31 - 1))).integers(0, len(train.labels), num)
-  return np.concatenate([
-      np.asarray(model.sample(params, k, marginal.gather(
-          conditions, rows[i:i + batch_size])))
-      for k, i in zip(keys, range(0, num, batch_size))])
-
-
-def sample_quality(model: model_base.Model, params: Any,
-                   config: ml_collections.ConfigDict, splits: sources.Splits,
-                   index: Any, metrics: Sequence[str]) -> Dict[str, Any]:
-  """Frechet distance and/or PRD of model samples against the test split.
-
-  On the penultimate features of the offline classifier
-  (`feature_net.load_or_train`, trained once per dataset and
-  `config.eval.feature_net_steps`, cached under `config.data_dir` or
-  ~/.cache/nbflows/feature_net). Non-finite samples are dropped and counted
-  out of `sample_quality_samples`.
-
-  Returns:
-    {"sample_quality_features", "sample_quality_samples"} and
-    "frechet_distance" if "fd" in `metrics`, "prd_f8", "prd_f1_8" if "prd".
-  """
-  info, train = splits.info, splits.train
-  settings = feature_net.ClassifierSettings(
-      num_steps=config.eval.feature_net_steps)
-  cache_dir = os.path.expanduser(config.data_dir or FEATURE_NET_CACHE_DIR)
-  net = feature_net.load_or_train(info.name, train.images, train.labels,
-                                  info.num_levels, info.num_classes,
-                                  cache_dir, settings)
-  samples = draw_marginal_samples(
-      model, params,
-      jax.random.fold_in(jax.random.key(config.seed), QUALITY_SALT),
-      config.eval.num_samples, train, index, config.eval_batch_size)
-  samples = samples[np.isfinite(samples.reshape(len(samples), -1)).all(1)]
-  generated, real = net(samples), net(splits.test.images)
-  results = {
-      "sample_quality_features": "penultimate layer of " + feature_net.cache_key(
-          info.name, train.images, train.labels, info.num_levels,
-          info.num_classes, settings),
-      "sample_quality_samples": len(samples)}
-  if "fd" in metrics:
-    results["frechet_distance"] = frechet.frechet_distance(real, generated)
-  if "prd" in metrics:
-    curve = prd.prd_score(generated, real, num_runs=config.eval.prd_runs)
-    results.update(prd_f8=curve.f_8, prd_f1_8=curve.f_1_8)
-  return results
-
-
-def _require(values: Mapping[str, np.ndarray], metric: str,
-             needed: Sequence[str], model: model_base.Model) -> str:
-  """The first of `needed` that the model reports, else ValueError."""
-  for name in needed:
-    if name in values:
-      return name
-  raise ValueError(f"metric {metric!r} needs the per-example {needed[0]!r}; "
-                   f"model {model.name!r} reports {sorted(values)}")
-
-
-def requested_results(model: model_base.Model, params: Any,
-                      config: ml_collections.ConfigDict,
-                      splits: sources.Splits, index: Any,
-                      values: Mapping[str, np.ndarray],
-                      metrics: Sequence[str]) -> Dict[str, Any]:
-  """eval.json's entries for `metrics` beyond the test means (module doc).
-
-  Args:
-    values: the test split's per-example metrics (`split_values`).
-    metrics: from `chosen_metrics`.
-  """
-  results: Dict[str, Any] = {}
-  if "iwae" in metrics:
-    _require(values, "iwae", ["iwae"], model)
-    results.update(model.eval_settings)
-  if "bpd" in metrics:
-    _require(values, "bpd", ["bpd"], model)
-  if "log_likelihood" in metrics:
-    name = _require(values, "log_likelihood", ["log_likelihood", "bpd"], model)
-    log_likelihood = (values[name] if name == "log_likelihood" else
-                      -values[name] * model.num_dims * math.log(2.0))
-    results.update(
-        test_log_likelihood=float(np.mean(log_likelihood)),
-        test_log_likelihood_stderr=float(
-            np.std(log_likelihood, ddof=1) / math.sqrt(len(log_likelihood))))
-    if hasattr(model, "test_samples"):
-      results["log_likelihood_samples"] = model.test_samples
-  if "marginal_bpd" in metrics:
-    _require(values, "marginal_bpd", ["bpd"], model)
-    x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
-        splits, index, "test", config.eval_batch_size)])
-    result = marginal_on_test_split(model, params, config, splits, index, x)
-    results.update(test_marginal_bpd=float(np.mean(
-        marginal.to_bits_per_dim(result.log_prob, model.num_dims))),
-                   marginal_method=result.method)
-  if {"fd", "prd"} & set(metrics):
-    results.update(sample_quality(model, params, config, splits, index,
-                                  metrics))
-  return results
 
 
 def write_test_report(config: ml_collections.ConfigDict, workdir: str,
@@ -453,7 +225,8 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     checkpoint_step: the step whose parameters `params` are.
     eval_step: from `make_eval_step` (built here if None); a model with
       `test_metrics` (LGF) is tested with those instead.
-    metrics: names from `METRICS` (see `chosen_metrics` for the default).
+    metrics: names from `requested_metrics.METRICS` (see
+      `requested_metrics.chosen_metrics` for the default).
 
   Returns:
     eval.json's contents.
@@ -462,9 +235,10 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     ValueError: for unknown metrics or ones the model cannot report.
 
   Prints test bits/dim (or the model's `selection_metric` if it reports no
-  "bpd").
+  "bpd"), and a conditional model's marginal bits/dim where requested.
   """
-  metrics = chosen_metrics(config, model, splits.info, metrics)
+  metrics = requested_metrics.chosen_metrics(config, model, splits.info,
+                                             metrics)
   if hasattr(model, "test_metrics") or eval_step is None:
     eval_step = make_eval_step(model, mesh,
                                getattr(model, "test_metrics", None))
@@ -481,15 +255,15 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
       "metrics": list(metrics),
       **{f"test_{name}": float(np.mean(v))
          for name, v in sorted(values.items())},
-      **requested_results(model, params, config, splits, index, values,
-                          metrics),
+      **requested_metrics.requested_results(model, params, config, splits,
+                                            index, values, metrics),
   }
   if config.num_sample_images:
     condition_batch = next(iter(pipeline.eval_iterator(
         splits, index, "validation", config.eval_batch_size)))
     samples = draw_samples(model, params,
                            jax.random.fold_in(jax.random.key(config.seed),
-                                              SAMPLE_SALT),
+                                              requested_metrics.SAMPLE_SALT),
                            config.num_sample_images, condition_batch)
     if jax.process_index() == 0:
       save_sample_grid(samples, os.path.join(workdir, SAMPLES_FILE),
@@ -500,9 +274,13 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
       json.dump(results, f, indent=2)
     os.replace(path + ".tmp", path)
     metric = "bpd" if "bpd" in values else selection_metric(model)
+    marginal = results.get("test_marginal_bpd")
     print(f"test {'bits/dim' if metric == 'bpd' else metric}: "
-          f"{results['test_' + metric]:.4f} (step {checkpoint_step}, "
-          f"{workdir})")
+          f"{results['test_' + metric]:.4f}"
+          + (f", marginal bits/dim (eq. 4): {marginal:.4f}"
+             if marginal is not None and model.condition_kind != "none"
+             else "")
+          + f" (step {checkpoint_step}, {workdir})")
   return results
 
 
@@ -515,8 +293,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     config: the config to evaluate with; its model must match the
       checkpoint's (else ValueError naming the mismatch).
     workdir: a training run's directory.
-    metrics: names from `METRICS`, e.g. "bpd,marginal_bpd,fd,prd" (default:
-      `config.eval.metrics`, else the model family's `default_metrics`).
+    metrics: names from `requested_metrics.METRICS`, e.g.
+      "bpd,marginal_bpd,fd,prd" (default: `config.eval.metrics`, else the
+      model family's `requested_metrics.default_metrics`).
 
   Returns:
     eval.json's contents (also written to `workdir/eval.json`).
@@ -526,9 +305,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
       the model cannot report.
   """
   if metrics is not None:
-    parse_metrics(metrics)               # unknown names fail before loading
+    requested_metrics.parse_metrics(metrics)  # fail before loading
   model, params, config = checkpoint_loading.load_checkpoint(workdir, config)
-  chosen_metrics(config, model, sources.dataset_info(config.dataset), metrics)
+  requested_metrics.chosen_metrics(
+      config, model, sources.dataset_info(config.dataset), metrics)
   checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
   steps_trained = checkpointer.latest_step()
   best_step = checkpointer.best_step()
@@ -551,7 +331,8 @@ if __name__ == "__main__":
       lock_config=True)
   flags.DEFINE_string("workdir", None, "The training run's directory.")
   flags.DEFINE_list("metrics", None, "Metrics to evaluate, from "
-                    f"{', '.join(METRICS)} (default: config.eval.metrics, "
+                    f"{', '.join(requested_metrics.METRICS)} (default: "
+                    "config.eval.metrics, "
                     "else the model family's default).")
   flags.mark_flags_as_required(["config", "workdir"])
 

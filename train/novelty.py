@@ -24,6 +24,12 @@ from its checkpoints) and each class's scores to
   python -m train.novelty --config configs/novelty_ncl_contrastive_mnist5k.py \
       --workdir /tmp/novelty_nclc --classes 0,1,2
 
+With ``--configs a.py,b.py`` instead of ``--config``, several models run side
+by side, class by class, each in ``<workdir>/<config name>``
+(`run_side_by_side`), so that one run compares them on the same classes.
+Every class after the first reuses the first's compilations
+(`reused_compilations`).
+
 Example:
   >>> from nbflows.data import sources
   >>> splits = one_class_splits(sources.load("digits"), 3)
@@ -34,12 +40,14 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 import ml_collections
 import numpy as np
 from numpy.typing import ArrayLike
@@ -58,6 +66,7 @@ from train import trainer
 NOVELTY_FILE = "novelty.json"
 SCORES_FILE = "scores.npz"
 INDEX_FILE = "neighbours.npz"
+COMPILATION_CACHE_DIR = "compilation_cache"
 
 
 def class_dir(workdir: str, normal_class: int) -> str:
@@ -227,7 +236,42 @@ def run_novelty(config: ml_collections.ConfigDict, workdir: str,
     ValueError: for an unknown class, a dataset without labels, or a config
       that leaks test labels (`check_novelty_config`).
   """
-  trainer.validate_config(config)
+  return run_side_by_side({workdir: config}, classes)[workdir]
+
+
+def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
+                     classes: Optional[Sequence[int]] = None
+                     ) -> Dict[str, Dict[str, Any]]:
+  """`run_novelty` for several configs of one dataset, class by class.
+
+  Class c is run for every config before class c + 1, so a run stopped at
+  any point holds the same finished classes for every model: the models
+  are compared in one run, on the same classes. Each config's
+  `novelty.json` is rewritten after each of its classes. The jitted steps
+  of every class after the first reuse the first's compilations
+  (`reused_compilations`; the shapes are the same for every class).
+
+  Args:
+    runs: {workdir: novelty config}, all of one dataset.
+    classes: as `run_novelty`.
+
+  Returns:
+    {workdir: that run's novelty.json contents}.
+
+  Raises:
+    ValueError: as `run_novelty`, or for configs of different datasets.
+  """
+  configs = list(runs.values())
+  data_settings = sorted({
+      (run_config.dataset, run_config.data_dir,
+       run_config.data.validation_fraction, run_config.data.test_fraction)
+      for run_config in configs})
+  if len(data_settings) != 1:
+    raise ValueError(f"configs with (dataset, data_dir, validation_fraction, "
+                     f"test_fraction) {data_settings}; expected the same data")
+  for run_config in configs:
+    trainer.validate_config(run_config)
+  config = configs[0]
   info = sources.dataset_info(config.dataset)
   if not info.num_classes or info.num_classes < 2:
     raise ValueError(f"dataset {config.dataset!r} has num_classes="
@@ -239,24 +283,56 @@ def run_novelty(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f"classes={classes}; expected a non-empty list from 0 "
                      f"to {info.num_classes - 1}")
   mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.batch_size, mesh)
+  for run_config in configs:
+    sharding.check_batch_size(run_config.batch_size, mesh)
   splits = sources.load(
       config.dataset, config.data_dir or None,
       validation_fraction=config.data.validation_fraction,
       test_fraction=config.data.test_fraction)
-  results = {"model": config.model, "dataset": config.dataset,
-             "classes": classes, "per_class": {}, "mean_auroc": None,
-             "details": {}, "num_train_steps": config.num_train_steps,
-             "config": config.to_dict()}
-  for c in classes:
-    details = run_class(config, workdir, splits, c, mesh)
-    results["per_class"][str(c)] = details.pop("auroc")
-    results["details"][str(c)] = details
-    results["mean_auroc"] = float(np.mean(list(
-        results["per_class"].values())))
-    if jax.process_index() == 0:
-      _write_json(results, os.path.join(workdir, NOVELTY_FILE))
+  results = {workdir: {
+      "model": run_config.model, "dataset": run_config.dataset,
+      "classes": classes, "per_class": {}, "mean_auroc": None, "details": {},
+      "num_train_steps": run_config.num_train_steps,
+      "config": run_config.to_dict()} for workdir, run_config in runs.items()}
+  with reused_compilations(os.path.join(
+      os.path.commonpath([os.path.abspath(w) for w in runs]),
+      COMPILATION_CACHE_DIR)):
+    for c in classes:
+      for workdir, run_config in runs.items():
+        details = run_class(run_config, workdir, splits, c, mesh)
+        result = results[workdir]
+        result["per_class"][str(c)] = details.pop("auroc")
+        result["details"][str(c)] = details
+        result["mean_auroc"] = float(np.mean(list(
+            result["per_class"].values())))
+        if jax.process_index() == 0:
+          _write_json(result, os.path.join(workdir, NOVELTY_FILE))
   return results
+
+
+@contextlib.contextmanager
+def reused_compilations(directory: str) -> Iterator[None]:
+  """Lets each class's jitted steps reuse the compilations of the first.
+
+  `trainer.train` jits fresh closures for every class; their programs are
+  identical (same model, same shapes), so JAX's persistent compilation
+  cache, kept in `directory` while the context is open, serves every class
+  after the first without compiling. A cache the user already set
+  (``JAX_COMPILATION_CACHE_DIR``) is used as it is.
+  """
+  if jax.config.jax_compilation_cache_dir:
+    yield
+    return
+  min_seconds = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      min_seconds)
+    compilation_cache.reset_cache()
 
 
 def format_table(results: Dict[str, Any]) -> str:
@@ -288,22 +364,37 @@ if __name__ == "__main__":
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from train import compare  # pylint: disable=g-import-not-at-top
+  from train import report  # pylint: disable=g-import-not-at-top
 
   config_flags.DEFINE_config_file(
       "config", None, "A novelty config, e.g. "
       "configs/novelty_ncl_contrastive_digits.py (or ...:quick).",
       lock_config=True)
+  flags.DEFINE_list("configs", None, "Instead of --config: several novelty "
+                    "configs of one dataset, run side by side class by class "
+                    "(`run_side_by_side`), each in <workdir>/<config name>.")
   flags.DEFINE_string("workdir", None, "Directory for novelty.json and the "
                       "per-class runs.")
   flags.DEFINE_list("classes", None, "Normal classes to run, e.g. 0,1,2 "
                     "(default: all).")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    results = run_novelty(flags.FLAGS.config, flags.FLAGS.workdir,
-                          flags.FLAGS.classes)
-    print(format_table(results))
+    config, specs = flags.FLAGS.config, flags.FLAGS.configs
+    if (config is None) == (not specs):
+      raise app.UsageError("expected --config or --configs, not both")
+    if config is not None:
+      print(format_table(run_novelty(config, flags.FLAGS.workdir,
+                                     flags.FLAGS.classes)))
+      return
+    runs = {os.path.join(flags.FLAGS.workdir, os.path.splitext(
+        os.path.basename(spec.partition(":")[0]))[0]): compare.load_config(
+            spec) for spec in specs}
+    results = run_side_by_side(runs, flags.FLAGS.classes)
+    print(report.novelty_table({os.path.basename(workdir): result
+                                for workdir, result in results.items()}))
 
   app.run(main)

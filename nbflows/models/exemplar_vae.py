@@ -117,6 +117,17 @@ class ExemplarVAEModel(vae.VAEModel):
     """The shared log sigma^2 of eq. 12."""
     return self.module.apply(params, method="log_variance")
 
+  def loss(self, params: Params, batch: Mapping[str, Array],
+           key: Array) -> Tuple[Array, Dict[str, Array]]:
+    """`vae.VAEModel.loss` (the ELBO of eq. 13), also logging log sigma^2.
+
+    The extra metric "log_variance" (eq. 12) shows whether the prior's
+    components shrink onto the exemplars, the memorisation that
+    leave-one-out prevents (Sec. 2.1).
+    """
+    loss, metrics = super().loss(params, batch, key)
+    return loss, dict(metrics, log_variance=self.log_variance(params))
+
   # ----------------------------------------------------------------- priors
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
@@ -218,7 +229,7 @@ class ExemplarVAEModel(vae.VAEModel):
     elbo = jnp.mean(reconstruction - kl)
     metrics = {"loss": -elbo, "elbo": elbo,
                "reconstruction_nll": -jnp.mean(reconstruction),
-               "kl": jnp.mean(kl)}
+               "kl": jnp.mean(kl), "log_variance": self.log_variance(params)}
     return -elbo, (metrics, jax.lax.stop_gradient(neighbour_means))
 
   @functools.cached_property

@@ -332,7 +332,8 @@ def build_kde(config: ml_collections.ConfigDict) -> KernelDensityModel:
   """The KDE for `config.dataset` (shape and levels from `dataset_info`).
 
   Its params come from `model.fit(key, train, validation)`, not from
-  gradient steps.
+  gradient steps; `python -m train.main --config configs/kde_digits.py`
+  fits it on the whole training split (`train.fitting`).
   """
   info = sources.dataset_info(config.dataset)
   return KernelDensityModel(info.event_shape, name=config.model,

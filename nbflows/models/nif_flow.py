@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import jax
 import ml_collections
+import numpy as np
 
 from nbflows.data import sources
 from nbflows.distributions import nif
@@ -109,6 +110,30 @@ class NIFModel(base.Model):
         raise ValueError(f"{name}={value}; expected >= 0")
     return self._sample_with_noise(params, key, n_or_cond, float(temperature),
                                    float(noise_scale))
+
+  def samples_by_noise_scale(self, params: Params, key: Array,
+                             num_per_row: int,
+                             noise_scales: Sequence[float] = (0.0, 1.0),
+                             temperature: float = 1.0) -> np.ndarray:
+    """One row of samples per test-time noise scale s (paper 4, Sec. 5.2).
+
+    Every row is drawn with the same `key`, so column j has the same latent
+    w and noise eps in each row and the rows differ only by s: with s = 0 the
+    sample is the flow's image of A (T w) + b, on the learned manifold.
+
+    Args:
+      params: model parameters.
+      key: a PRNG key, shared by the rows.
+      num_per_row: samples per row.
+      noise_scales: s of each row, each >= 0.
+      temperature: T of the latent.
+
+    Returns:
+      [len(noise_scales), num_per_row, *event_shape] samples in data units.
+    """
+    return np.stack([np.asarray(self.sample(params, key, num_per_row,
+                                            temperature, noise_scale=s))
+                     for s in noise_scales])
 
   def embed(self, params: Params, x: Array) -> Array:
     """Low-dimensional embeddings [B, *latent_shape] of data `x` (Sec. 5.1)."""

@@ -1,0 +1,191 @@
+"""The metrics a test report holds beyond the test means, and their values.
+
+`train.evaluate.write_test_report` writes eval.json with, per requested
+metric (`METRICS`):
+
+  * "bpd", "iwae": the model's own test_bpd / test_iwae (the VAEs add
+    `iwae_samples`, S of the bound);
+  * "log_likelihood": test_log_likelihood (nats, mean per example) and
+    test_log_likelihood_stderr (std over examples / sqrt(N)); for flows it is
+    -bpd D ln 2, for LGF the importance-sampled estimate with
+    `log_likelihood_samples` samples (paper 2, Sec. 5);
+  * "marginal_bpd": test_marginal_bpd, eq. 4 of paper 1 on the same
+    dequantised test points (`nbflows.marginal.marginal_over_training_set`),
+    and marginal_method; for an unconditional model it is test_bpd;
+  * "fd", "prd": frechet_distance, prd_f8 (recall-like) and prd_f1_8
+    (precision-like) of `config.eval.num_samples` samples against the test
+    split, on the features of the offline classifier of
+    `nbflows.metrics.feature_net` (not Inception's: not an FID), named in
+    sample_quality_features; sample_quality_samples counts the finite
+    samples used (`train.sample_quality`).
+
+`config.eval.metrics` ("" = `default_metrics`, the model family's set) or
+`--metrics` choose them (`chosen_metrics`); `requested_results` computes
+their entries.
+
+Example:
+  >>> parse_metrics("bpd, marginal_bpd")
+  ('bpd', 'marginal_bpd')
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import jax
+import ml_collections
+import numpy as np
+
+from nbflows import marginal
+from nbflows.data import pipeline
+from nbflows.data import sources
+from nbflows.models import base as model_base
+from nbflows.models import glf
+from nbflows.models import lgf
+from nbflows.models import vae
+from train import sample_quality
+
+METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "fd", "prd")
+# Keys: fold_in(key(seed), salt) separates evaluation, sampling, marginal
+# and sample-quality randomness from training's (which splits key(seed)).
+EVAL_SALT, SAMPLE_SALT, MARGINAL_SALT, QUALITY_SALT = 1, 2, 3, 4
+
+
+def parse_metrics(metrics: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+  """Metric names from "a,b" or a sequence; () for an empty choice.
+
+  Example:
+    >>> parse_metrics("bpd, fd")
+    ('bpd', 'fd')
+
+  Raises:
+    ValueError: for a name outside `METRICS`, listing the valid ones.
+  """
+  if isinstance(metrics, str):
+    metrics = metrics.split(",")
+  names = tuple(name.strip() for name in metrics if name.strip())
+  unknown = [name for name in names if name not in METRICS]
+  if unknown:
+    raise ValueError(f"unknown metrics {unknown}; expected names from "
+                     f"{', '.join(METRICS)}")
+  return names
+
+
+def is_image_data(info: sources.DatasetInfo) -> bool:
+  """Whether a dataset holds discrete images [H, W, C] (fd and prd apply)."""
+  return len(info.event_shape) == 3 and info.num_levels is not None
+
+
+def default_metrics(model: model_base.Model,
+                    info: sources.DatasetInfo) -> Tuple[str, ...]:
+  """The metrics a model family reports by default.
+
+  VAEs: iwae (+ fd); GLF: fd; LGF: log_likelihood (+ fd, prd); other flows
+  and KDE: bpd, with marginal_bpd, fd and prd on images and log_likelihood
+  on vector data. "fd" and "prd" only for image data.
+  """
+  images = is_image_data(info)
+  if isinstance(model, vae.VAEModel):
+    return ("iwae", "fd") if images else ("iwae",)
+  if isinstance(model, glf.GLFModel):
+    return ("fd",) if images else ()
+  if isinstance(model, lgf.LGFModel):
+    return ("log_likelihood", "fd", "prd") if images else ("log_likelihood",)
+  if images:
+    return ("bpd", "marginal_bpd", "fd", "prd")
+  return ("bpd", "log_likelihood")
+
+
+def chosen_metrics(config: ml_collections.ConfigDict, model: model_base.Model,
+                   info: sources.DatasetInfo,
+                   metrics: Optional[Union[str, Sequence[str]]] = None
+                   ) -> Tuple[str, ...]:
+  """`metrics`, else `config.eval.metrics`, else `default_metrics`.
+
+  Raises:
+    ValueError: for an unknown name, or "fd"/"prd" on data without images.
+  """
+  names = parse_metrics(config.eval.metrics if metrics is None else metrics)
+  names = names or default_metrics(model, info)
+  if not is_image_data(info) and {"fd", "prd"} & set(names):
+    raise ValueError(f"metrics {names} on dataset {info.name!r} with event "
+                     f"shape {info.event_shape}; fd and prd need images")
+  return names
+
+
+def marginal_on_test_split(
+    model: model_base.Model, params: Any, config: ml_collections.ConfigDict,
+    splits: sources.Splits, index: Any,
+    x: np.ndarray) -> marginal.TrainingSetMarginal:
+  """Eq. 4 of paper 1 at test points `x` [N, *event] (data units).
+
+  Exact for NCL, CC-RNVP and k-means indices; sampled with M =
+  `config.eval.marginal_neighbourhoods` for NCT (App. B.3) unless
+  `config.eval.exact_marginal`. An unconditional model's marginal is its
+  own log-density.
+  """
+  if model.condition_kind == "none":
+    log_prob = np.concatenate([
+        np.asarray(model.log_prob(params, x[i:i + config.eval_batch_size]))
+        for i in range(0, len(x), config.eval_batch_size)])
+    return marginal.TrainingSetMarginal(log_prob, "unconditional")
+  return marginal.marginal_over_training_set(
+      model, params, x, splits.train, index,
+      num_neighbourhoods=config.eval.marginal_neighbourhoods,
+      key=jax.random.fold_in(jax.random.key(config.seed), MARGINAL_SALT),
+      exact=config.eval.exact_marginal)
+
+
+def _require(values: Mapping[str, np.ndarray], metric: str,
+             needed: Sequence[str], model: model_base.Model) -> str:
+  """The first of `needed` that the model reports, else ValueError."""
+  for name in needed:
+    if name in values:
+      return name
+  raise ValueError(f"metric {metric!r} needs the per-example {needed[0]!r}; "
+                   f"model {model.name!r} reports {sorted(values)}")
+
+
+def requested_results(model: model_base.Model, params: Any,
+                      config: ml_collections.ConfigDict,
+                      splits: sources.Splits, index: Any,
+                      values: Mapping[str, np.ndarray],
+                      metrics: Sequence[str]) -> Dict[str, Any]:
+  """eval.json's entries for `metrics` beyond the test means (module doc).
+
+  Args:
+    values: the test split's per-example metrics
+      (`train.evaluate.split_values`).
+    metrics: from `chosen_metrics`.
+  """
+  results: Dict[str, Any] = {}
+  if "iwae" in metrics:
+    _require(values, "iwae", ["iwae"], model)
+    results.update(model.eval_settings)
+  if "bpd" in metrics:
+    _require(values, "bpd", ["bpd"], model)
+  if "log_likelihood" in metrics:
+    name = _require(values, "log_likelihood", ["log_likelihood", "bpd"], model)
+    log_likelihood = (values[name] if name == "log_likelihood" else
+                      -values[name] * model.num_dims * math.log(2.0))
+    results.update(
+        test_log_likelihood=float(np.mean(log_likelihood)),
+        test_log_likelihood_stderr=float(
+            np.std(log_likelihood, ddof=1) / math.sqrt(len(log_likelihood))))
+    if hasattr(model, "test_samples"):
+      results["log_likelihood_samples"] = model.test_samples
+  if "marginal_bpd" in metrics:
+    _require(values, "marginal_bpd", ["bpd"], model)
+    x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
+        splits, index, "test", config.eval_batch_size)])
+    result = marginal_on_test_split(model, params, config, splits, index, x)
+    results.update(test_marginal_bpd=float(np.mean(
+        marginal.to_bits_per_dim(result.log_prob, model.num_dims))),
+                   marginal_method=result.method)
+  if {"fd", "prd"} & set(metrics):
+    results.update(sample_quality.sample_quality(
+        model, params,
+        jax.random.fold_in(jax.random.key(config.seed), QUALITY_SALT),
+        config, splits, index, metrics))
+  return results
+
