@@ -105,25 +105,28 @@ class Case:
 def _coupling_cases() -> list[Case]:
   conv = functools.partial(bijectors.ConvCoupler, hidden=8, num_blocks=1)
   mlp = functools.partial(bijectors.MLPCoupler, hidden=(16,))
-  # mask -> (coupler, x shape, cond shape for "concat", for "project"); image
-  # conditions are resized (concat) or flattened (project), vectors broadcast.
+  # name -> (mask, coupler, x shape, cond shape for "concat", for
+  # "project"); image conditions are resized (concat) or flattened
+  # (project), vectors broadcast. An odd D is masked, an even one split.
   layouts = {
-      "checkerboard": (conv, IMAGE, (2, 2, 2, 1), (2, 3)),
-      "channel": (conv, IMAGE, (2, 3), (2, 4, 4, 1)),
-      "half": (mlp, VECTOR, (2, 3), (2, 3)),
+      "checkerboard": ("checkerboard", conv, IMAGE, (2, 2, 2, 1), (2, 3)),
+      "channel": ("channel", conv, IMAGE, (2, 3), (2, 4, 4, 1)),
+      "half": ("half", mlp, VECTOR, (2, 3), (2, 3)),
+      "half-split": ("half", mlp, (2, 6), (2, 3), (2, 3)),
   }
   cases = []
-  for mask, (coupler, x_shape, concat_cond, project_cond) in layouts.items():
+  for name, (mask, coupler, x_shape, concat_cond,
+             project_cond) in layouts.items():
     for parity in (0, 1):
       cases.append(Case(
-          f"coupling-{mask}-parity{parity}",
+          f"coupling-{name}-parity{parity}",
           functools.partial(bijectors.AffineCoupling, mask=mask, parity=parity,
                             coupler=coupler()),
           x_shape, identity_at_init=True))
     for mode, cond_shape in (("concat", concat_cond),
                              ("project", project_cond)):
       cases.append(Case(
-          f"coupling-{mask}-{mode}-cond{len(cond_shape) - 1}d",
+          f"coupling-{name}-{mode}-cond{len(cond_shape) - 1}d",
           functools.partial(bijectors.AffineCoupling, mask=mask,
                             coupler=coupler(cond_mode=mode), conditional=True),
           x_shape, cond_shape=cond_shape, identity_at_init=True))
@@ -447,6 +450,35 @@ def test_squeeze_layout():
   for i, j, a, b, c in np.ndindex(2, 2, 2, 2, 3):
     assert y[0, i, j, (2 * a + b) * 3 + c] == x[0, 2 * i + a, 2 * j + b, c]
   np.testing.assert_array_equal(bijectors.unsqueeze(y), x)
+
+
+@pytest.mark.parametrize("dims", [5, 6])   # masked (odd D) and split
+@pytest.mark.parametrize("parity", [0, 1])
+def test_half_coupling_by_hand(dims: int, parity: int):
+  # Parity 0 keeps x[:, :D // 2], parity 1 keeps the rest; the kept part
+  # drives the coupler, the other part gets y = x * exp(s) + t (eq. 6).
+  layer = bijectors.AffineCoupling(mask="half", parity=parity,
+                                   coupler=bijectors.MLPCoupler(hidden=(4,)))
+  x = jax.random.normal(jax.random.key(1), (3, dims))
+  params = perturb(layer.init(jax.random.key(2), x), 3, 0.5)
+  y, logdet = layer.apply(params, x, method="forward")
+  kept = (np.arange(dims) < dims // 2) != bool(parity)
+  np.testing.assert_array_equal(y[:, kept], x[:, kept])
+  net = params["params"]["coupler"]
+  coupler_input = x[:, kept] if dims % 2 == 0 else jnp.where(kept, x, 0.0)
+  hidden = jax.nn.relu(coupler_input @ net["dense0"]["kernel"] +
+                       net["dense0"]["bias"])
+  shift, raw = jnp.split(hidden @ net["output"]["kernel"] +
+                         net["output"]["bias"], 2, axis=-1)
+  log_scale = (params["params"]["log_scale_factor"]["value"] *
+               jnp.tanh(raw))
+  if dims % 2:       # the masked form computes (and ignores) every channel
+    shift, log_scale = shift[:, ~kept], log_scale[:, ~kept]
+  np.testing.assert_allclose(y[:, ~kept],
+                             x[:, ~kept] * jnp.exp(log_scale) + shift,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logdet, log_scale.sum(-1), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_rescale_and_logit_logdets_by_hand():

@@ -59,7 +59,8 @@ def test_latent_flow_has_the_structure_of_fig_1b():
   for coupling in shapes.values():
     widths = [coupling["coupler"][name]["kernel"].shape
               for name in ("dense0", "dense1", "output")]  # 3 dense layers
-    assert widths == [(20, 64), (64, 64), (64, 40)]
+    # x_A (10 of the 20 dims) in, shift and log-scale of x_B out.
+    assert widths == [(10, 64), (64, 64), (64, 20)]
 
 
 def test_latent_flow_round_trip_and_log_det(latent_flow):

@@ -163,12 +163,11 @@ def draw_samples(model: model_base.Model, params: Any, key: Array,
   Returns:
     [rows, cols, *event_shape] in data units (NaN cells are blank).
   """
-  if model.condition_kind == "none":
-    samples = np.asarray(model.sample(params, key, num))
-    return image_grid.as_rows(samples) if samples.ndim == 4 else samples[None]
-  cond = np.asarray(model.condition(condition_batch))
+  cond = (None if model.condition_kind == "none"
+          else np.asarray(model.condition(condition_batch)))
   if model.condition_kind != "neighbours":
-    samples = np.asarray(model.sample(params, key, cond[:num]))
+    samples = np.asarray(model.sample(
+        params, key, num if cond is None else cond[:num]))
     return image_grid.as_rows(samples) if samples.ndim == 4 else samples[None]
   neighbourhoods = cond[:NEIGHBOURHOOD_ROWS]
   per_row = max(1, num // len(neighbourhoods))

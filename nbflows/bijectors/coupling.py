@@ -9,6 +9,14 @@ per-channel factor (RealNVP's parametrisation), and the log-det is summed from
 ``log_scale`` itself, never from ``log(exp(.))``. Built on
 `distrax.MaskedCoupling` with a `distrax.ScalarAffine` inner bijector; the
 conditioner closes over ``cond``.
+
+A "half" mask over an even number of dimensions uses `distrax.SplitCoupling`
+instead: the coupler sees only x_A (D/2 inputs) and returns the shift and
+log-scale of x_B only (D outputs), where the masked form multiplies D/2 zero
+inputs and discards D outputs. The two compute the same family of
+functions (a masked coupler's weights on the zeroed inputs and discarded
+outputs never receive a gradient), with about 21% fewer FLOPs for the
+benchmark's 64 -> 256 -> 256 coupler (PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -79,8 +87,9 @@ class AffineCoupling(base.Bijector):
       vectors [B, D].
     parity: 0 or 1, which half is kept.
     coupler: the conditioner network (`ConvCoupler`, `MLPCoupler` or any
-      module mapping `(x_masked, cond)` to 2 * C channels); defaults to a
-      `ConvCoupler` for images and an `MLPCoupler` for vectors.
+      module mapping `(x_kept, cond)` to twice as many channels as x_kept
+      has: x_A with zeros at B, or x_A alone for an even "half" split);
+      defaults to a `ConvCoupler` for images and an `MLPCoupler` for vectors.
     conditional: whether the layer takes `cond` (then it is required).
 
   Example:
@@ -127,11 +136,12 @@ class AffineCoupling(base.Bijector):
     if cond is not None and cond.shape[0] != x.shape[0]:
       raise ValueError(f"cond has batch size {cond.shape[0]}; expected "
                        f"{x.shape[0]} to match x")
-    mask = make_mask(self.mask, x.shape[1:], self.parity)
-    log_scale_factor = self.log_scale_factor(x.shape[-1])
+    split = self.mask == "half" and x.shape[-1] % 2 == 0
+    log_scale_factor = self.log_scale_factor(
+        x.shape[-1] // 2 if split else x.shape[-1])
 
-    def conditioner(x_masked: Array) -> Tuple[Array, Array]:
-      raw = self.net(x_masked, cond)
+    def conditioner(x_kept: Array) -> Tuple[Array, Array]:
+      raw = self.net(x_kept, cond)
       shift, raw_log_scale = jnp.split(raw, 2, axis=-1)
       return shift, log_scale_factor * jnp.tanh(raw_log_scale)
 
@@ -139,6 +149,11 @@ class AffineCoupling(base.Bijector):
       shift, log_scale = params
       return distrax.ScalarAffine(shift=shift, log_scale=log_scale)
 
+    if split:
+      return distrax.SplitCoupling(
+          split_index=x.shape[-1] // 2, event_ndims=1, conditioner=conditioner,
+          bijector=inner, swap=bool(self.parity))
+    mask = make_mask(self.mask, x.shape[1:], self.parity)
     return distrax.MaskedCoupling(mask=mask, conditioner=conditioner,
                                   bijector=inner, event_ndims=x.ndim - 1)
 
