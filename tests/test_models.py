@@ -373,8 +373,8 @@ def test_build_model_rejects_unknown_names_and_unsuitable_datasets():
 
 
 def test_count_params_by_hand():
-  # Per coupling on D = 4: dense 4 -> 8 (40), output 8 -> 8 (72) and a
-  # per-feature log-scale factor (4): 116; two couplings: 232.
+  # Per split coupling on D = 4: dense 2 -> 8 (24), output 8 -> 4 (36) and
+  # a log-scale factor per transformed feature (2): 62; two couplings: 124.
   chain = realnvp.vector_transform(2, (8,))
   shapes = jax.eval_shape(chain.init, _init_key(), jnp.ones((1, 4)))
-  assert nbflows.count_params(shapes) == 232
+  assert nbflows.count_params(shapes) == 124
