@@ -481,6 +481,13 @@ def test_half_coupling_by_hand(dims: int, parity: int):
                              atol=1e-6)
 
 
+def test_half_coupling_rejects_images_with_even_channels():
+  layer = bijectors.AffineCoupling(mask="half",
+                                   coupler=bijectors.MLPCoupler(hidden=(4,)))
+  with pytest.raises(ValueError, match="half mask needs a"):
+    layer.init(jax.random.key(0), jnp.ones((2, 4, 4, 2)))
+
+
 def test_rescale_and_logit_logdets_by_hand():
   x = jnp.array([[0.0, 100.5, 255.9]])
   y, logdet = bijectors.Rescale(256).apply({}, x, method="forward")

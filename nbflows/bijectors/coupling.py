@@ -136,7 +136,8 @@ class AffineCoupling(base.Bijector):
     if cond is not None and cond.shape[0] != x.shape[0]:
       raise ValueError(f"cond has batch size {cond.shape[0]}; expected "
                        f"{x.shape[0]} to match x")
-    split = self.mask == "half" and x.shape[-1] % 2 == 0
+    # An image given to a "half" coupling is left to make_mask to reject.
+    split = self.mask == "half" and x.ndim == 2 and x.shape[-1] % 2 == 0
     log_scale_factor = self.log_scale_factor(
         x.shape[-1] // 2 if split else x.shape[-1])
 
