@@ -41,7 +41,6 @@ def get_config(arg=None):
   config.data = ml_collections.ConfigDict()
   config.data.validation_fraction = 0.1  # of the training split, offline sets
   config.data.test_fraction = 0.2        # offline sets without a test split
-  config.data.shuffle_buffer = 10_000
 
   config.flow = ml_collections.ConfigDict()
   config.flow.num_scales = 2           # multi-scale levels (RealNVP)

@@ -79,6 +79,13 @@ def test_matmul_and_knn(capsys):
   assert knn["unit"] == "s" and knn["n"] == 300
 
 
+def test_resume(capsys):
+  result = run(capsys, "resume", "--steps", "3", "50", "--replay", "4")
+  assert set(result["start_at_step"]) == {"3", "50"}
+  assert result["replay_at_step"]["50"] == pytest.approx(
+      50 * result["replay_seconds_per_batch"], abs=0.1)
+
+
 def test_conv_flops_count():
   # 28*28 pixels * 9 taps * (1*32 + 4*32*32 + 32*2) multiply-adds, x 2.
   assert benchmark_models.conv_flops_per_image(1) == 2 * 784 * 9 * 4192

@@ -126,6 +126,36 @@ def test_train_iterator_visits_every_example_once_per_epoch(digits):
   assert len(np.unique(seen)) == len(seen)         # no repeat within an epoch
 
 
+def test_train_iterator_started_at_a_step_continues_the_same_stream(digits):
+  """Resuming at step s gives batches s, s + 1, ... of an uninterrupted run."""
+  splits, index = digits
+  config = make_config(batch_size=64, subset=2)
+  n = len(splits.train.labels)
+  straight = take(pipeline.train_iterator(splits, index, config, 3), 30)
+  start = n // 64                  # this batch straddles epochs 0 and 1
+  assert start * 64 < n < (start + 1) * 64 and start + 6 <= 30
+  resumed = take(pipeline.train_iterator(splits, index, config, 3,
+                                         start_step=start), 6)
+  for a, b in zip(straight[start:], resumed):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  epoch_0 = np.concatenate([b["index"] for b in straight])[:n]
+  epoch_1 = np.concatenate([b["index"] for b in straight])[n:2 * n]
+  assert sorted(epoch_0) == list(range(n))           # a permutation per epoch
+  assert not np.array_equal(epoch_0[:len(epoch_1)], epoch_1)  # reshuffled
+
+
+def test_train_iterator_starts_far_into_a_run_at_once(digits):
+  """Batch 10**9 is computed, not reached by skipping 10**9 batches."""
+  splits, index = digits
+  far = next(pipeline.train_iterator(splits, index, make_config(), 0,
+                                     start_step=10**9))
+  assert far["x"].shape == (8, 8, 8, 1)
+  assert len(np.unique(far["index"])) == 8
+  with pytest.raises(ValueError, match="start_step=-1"):
+    pipeline.train_iterator(splits, index, make_config(), 0, start_step=-1)
+
+
 def test_train_subset_of_neighbours(digits):
   splits, index = digits
   batch = next(pipeline.train_iterator(splits, index, make_config(subset=2), 0))

@@ -183,10 +183,15 @@ def final_params(workdir):
 
 
 def interrupting(original, at, action):
-  """Wraps pipeline.train_iterator: `action()` before yielding batch `at`."""
+  """Wraps pipeline.train_iterator: `action()` before yielding batch `at`.
+
+  `at` counts batches from the start of training, as the pipeline's
+  `start_step` does on a resumed run.
+  """
 
   def train_iterator(*args, **kwargs):
-    for i, batch in enumerate(original(*args, **kwargs)):
+    first = kwargs.get("start_step", 0)
+    for i, batch in enumerate(original(*args, **kwargs), start=first):
       if i == at:
         action()
       yield batch

@@ -24,6 +24,8 @@ Subcommands:
   compile  the conv arch's train-step compile time at 8, 16, 32 couplings,
            scanned (`--no-scan` to unroll).
   matmul   the float32 matmul rate that the floors divide by.
+  resume   seconds for the input pipeline to start at a resumed step
+           (`--steps 10 100000`), against the replay it replaced.
 
   python -m train.benchmark train --arch conv --steps 5 --rounds 3 --vs-peer
   python -m train.benchmark train --model ncl --data mnist5k
@@ -48,6 +50,7 @@ import numpy as np
 from nbflows.bijectors import couplers
 from train import benchmark_flows
 from train import benchmark_models
+from train import benchmark_resume
 from train.benchmark_flows import PEER_DIR
 from train.benchmark_flows import peak_rss_mb
 
@@ -214,6 +217,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                           help="also time faiss-flat on the same job")
   knn_parser.set_defaults(run=knn_job)
   _add_flow_jobs(jobs)
+  benchmark_resume.add_resume_job(jobs)
 
   args = parser.parse_args(argv)
   print(json.dumps(args.run(args)), flush=True)

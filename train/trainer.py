@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import signal
 import threading
@@ -280,10 +279,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   step = checkpointer.latest_step() or 0
-  # The pipeline is deterministic under the seed: skipping the batches the
-  # restored steps consumed puts it where the interrupted run was.
-  batches = itertools.islice(
-      pipeline.train_iterator(splits, index, config, config.seed), step, None)
+  # Batch s is a function of the seed and s: starting the pipeline at the
+  # restored step puts it where the interrupted run was, in constant time.
+  batches = pipeline.train_iterator(splits, index, config, config.seed,
+                                    start_step=step)
   first = sharding.shard_batch(next(batches), mesh)
   key = jax.random.key(config.seed)
   abstract_state = jax.eval_shape(create, key, first)
