@@ -33,9 +33,11 @@ The last layers are zero-initialised, so a fresh head is the identity
 
 This module also holds what NCL and NCT (`nbflows.models.nct`) share:
 `NeighbourhoodFlow` (preprocesses the neighbours like x and hands them to a
-transform that is a conditional bijector of x given N) and the
-`NeighbourhoodModel` facade (condition_kind "neighbours", contrastive
-training of eq. 10 when enabled).
+transform that is a conditional bijector of x given N), the
+`NeighbourhoodModel` facade (condition_kind "neighbours", the k of the
+concatenating forms checked, contrastive training of eq. 10 when enabled)
+and the two forms of taking the neighbourhood (`FORMS`:
+`concat_neighbourhood`, or the -pool variants' pooling).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -151,7 +153,7 @@ def check_neighbourhood(cond: Optional[Array], event_shape: Sequence[int],
 
 
 def concat_neighbourhood(neighbours: Array) -> Array:
-  """The neighbours side by side along channels: [B, k, H, W, C] -> [B, H, W, kC].
+  """The neighbours side by side: [B, k, H, W, C] -> [B, H, W, kC].
 
   Channels j C to (j + 1) C - 1 hold neighbour j, so the nearest comes first.
 
