@@ -107,7 +107,7 @@ class NCTTransform(bijector_base.Bijector):
             self.condition, self.num_neighbours, "condition"))
 
   def scale_conditions(self, cond: Array) -> Tuple[Array, ...]:
-    """One condition per scale: the neighbourhood's halved s times at scale s."""
+    """One condition per scale: the neighbourhood halved s times at scale s."""
     if self.condition == "concat":
       summary = ncl.concat_neighbourhood(cond)
     else:
