@@ -59,7 +59,9 @@ def get_config(arg=None):
   config.neighbours.kind = "knn"        # "knn" or "kmeans" (App. B.5)
   config.neighbours.num_clusters = 100
   config.neighbours.num_prototypes = 5
-  config.neighbours.train_subset_k = 0  # >0: random subset of the k at train time
+  # >0: a random subset of the k at train time; only for NCL-pool and
+  # NCT-pool (NCL and NCT concatenate all k in order of distance).
+  config.neighbours.train_subset_k = 0
 
   config.sharding = ml_collections.ConfigDict()
   config.sharding.fsdp = False  # shard large parameters/optimizer state too

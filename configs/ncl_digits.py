@@ -4,7 +4,9 @@ RealNVP q of configs/paper1.py's CPU size (so "rnvp" at that size is its
 like-for-like baseline: same flow, same steps, parameter counts within
 10%), conditioned on the k = 5 nearest same-class training images in
 PCA(99%) space (App. B.2). The head g_mu, g_sigma (App. B.1) has 8 hidden
-channels.
+channels and concatenates the neighbours' features along channels, nearest
+first, after its three shared layers (`config.ncl.statistics = "concat"`,
+so k is fixed). The pooled variant, NCL-pool, is configs/ncl_pool_digits.py.
 
 Expected: test bits/dim of x given its neighbourhood (eval.json `test_bpd`)
 below RNVP's on the same data and steps (paper 1, Table 3 ordering), and a
@@ -25,6 +27,8 @@ def get_config(arg=None):
     config.ncl = ml_collections.ConfigDict()
     config.ncl.hidden_channels = 8         # g_mu and g_sigma's conv layers
     config.ncl.max_log_scale = 3.0         # |log g_sigma| < 3
+    # "concat": App. B.1, the k neighbours in order (k fixed); "pool": NCL-pool.
+    config.ncl.statistics = "concat"
     if arg == "quick":
       config.ncl.hidden_channels = 4
   paper1.cpu_sized(config, arg)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from nbflows.models import base as model_base
+from nbflows.neighbours import index as index_lib
 
 
 def example_batch(model: model_base.Model, num_neighbours: int,
@@ -91,7 +92,8 @@ def load_checkpoint(workdir: str,
   model = registry.build_model(config)
   optimizer = state_lib.make_optimizer(config.optimizer,
                                        config.num_train_steps)
-  batch = example_batch(model, config.neighbours.k)
+  batch = example_batch(model,
+                        index_lib.neighbourhood_size(config.neighbours))
   abstract = jax.eval_shape(
       lambda key: state_lib.create_train_state(model, optimizer, key, batch),
       jax.random.key(0))

@@ -34,10 +34,10 @@ Example:
   >>> from nbflows.models import registry
   >>> model = registry.build_model(ncl_digits.get_config("quick"))
   >>> images = np.random.default_rng(0).integers(0, 17, (6, 8, 8, 1), np.uint8)
-  >>> rows = np.array([[1, 2], [0, 2], [0, 1]])        # 3 neighbourhoods, k = 2
-  >>> x = jnp.full((2, 8, 8, 1), 8.5)
+  >>> rows = np.array([[1, 2, 3, 4, 5], [0, 2, 3, 4, 5], [0, 1, 3, 4, 5]])
+  >>> x = jnp.full((2, 8, 8, 1), 8.5)     # 3 neighbourhoods of NCL's k = 5
   >>> params = model.init(jax.random.key(0),
-  ...                     {"x": x, "neighbours": jnp.zeros((2, 2, 8, 8, 1))})
+  ...                     {"x": x, "neighbours": jnp.zeros((2, 5, 8, 8, 1))})
   >>> neighbourhoods = Neighbourhoods(images, rows)
   >>> exact = marginal_log_prob(model, params, x, neighbourhoods)
   >>> sampled = marginal_log_prob(model, params, x, neighbourhoods,
@@ -123,6 +123,11 @@ def _check_conditions(model: base.Model, conditions: Conditions) -> None:
     if indices.ndim != 2 or indices.shape[1] < 1:
       raise ValueError(f"conditions.indices has shape {indices.shape}; "
                        "expected [N, k] integer indices into images")
+    k = getattr(model, "num_neighbours", None)
+    if k is not None and indices.shape[1] != k:
+      raise ValueError(f"conditions.indices has shape {indices.shape}; "
+                       f"expected [N, {k}]: model {model.name!r} "
+                       f"concatenates k = {k} neighbours")
     if tuple(images.shape[1:]) != model.event_shape:
       raise ValueError(f"conditions.images has shape {images.shape}; "
                        f"expected [N_train, {model.event_shape}]")

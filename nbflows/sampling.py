@@ -4,8 +4,10 @@
     sample picks a training neighbourhood uniformly at random and draws
     x ~ p(. | N(x_i)).
   * `sample_like`: targeted sampling, the "more like this" interface: any
-    set of images (not necessarily training images, any number k >= 1 for
-    the order-invariant models) is the neighbourhood.
+    set of images (not necessarily training images) is the neighbourhood:
+    exactly the model's k of them, the most alike first, for NCL and NCT,
+    which concatenate their neighbours in order of distance; any number
+    k >= 1, in any order, for NCL-pool and NCT-pool.
   * `interpolate_neighbourhoods`: App. B.4: the members of one
     neighbourhood are swapped for those of another one at a time; each
     intermediate set is sampled with the same key, so the latent noise is
@@ -23,7 +25,7 @@ Example:
   >>> params = model.init(jax.random.key(0), {
   ...     "x": jnp.full((1, 8, 8, 1), 8.5),
   ...     "neighbours": jnp.full((1, 5, 8, 8, 1), 8.5)})
-  >>> liked = np.zeros((3, 8, 8, 1), np.uint8)       # three images to imitate
+  >>> liked = np.zeros((5, 8, 8, 1), np.uint8)       # NCL's k = 5 images
   >>> sample_like(model, params, jax.random.key(1), liked, 4).shape
   (4, 8, 8, 1)
 """
@@ -88,7 +90,8 @@ def sample_like(model: base.Model, params, key: Array, images: Array,
     model: a neighbourhood model.
     params: its parameters.
     key: PRNG key.
-    images: [k, *event], any images (integer or data units) to imitate.
+    images: [k, *event], any images (integer or data units) to imitate,
+      the most alike first; k = `model.num_neighbours` where that is set.
     num_samples: how many samples.
     temperature: T >= 0.
 

@@ -218,7 +218,10 @@ CASES += [
 
 # Neighbourhood flows (paper 1): cond is a neighbourhood of k = 3 images
 # [B, k, H, W, C] per example. NCL: q then eq. 9 (and the eq. 9 head alone,
-# whose cond is the neighbours' latents); NCT: eq. 8 couplings on two scales.
+# whose cond is the neighbours' latents), with App. B.1's concatenating
+# g_mu, g_sigma and with NCL-pool's; NCT: eq. 8 couplings on two scales,
+# given the concatenated neighbours and given NCT-pool's summary. The
+# concatenating forms take only the k they were built for.
 from nbflows.models import flow as flow_lib  # noqa: E402
 from nbflows.models import ncl as ncl_lib  # noqa: E402
 from nbflows.models import nct as nct_lib  # noqa: E402
@@ -241,24 +244,37 @@ def _nct_scales() -> flow_lib.MultiScale:
           before=flow_lib.Chain((_coupling("checkerboard", 1, True),))))
 
 
+ANOTHER_K = BadInput("another k", lambda x, c: (x, c[:, :2]),
+                     r"k = 2 neighbours.*built for k = 3")
+
+
+def _ncl_head(form: str) -> ncl_lib.NeighbourhoodAffine:
+  return ncl_lib.NeighbourhoodAffine(
+      hidden=8, form=form, num_neighbours=3 if form == "concat" else None)
+
+
+def _ncl_transform(form: str) -> ncl_lib.NCLTransform:
+  return ncl_lib.NCLTransform(
+      transform=flow_lib.Chain((_coupling("checkerboard", 0, False),
+                                _coupling("checkerboard", 1, False))),
+      head=_ncl_head(form))
+
+
+def _nct_transform(condition: str) -> nct_lib.NCTTransform:
+  return nct_lib.NCTTransform(
+      transform=_nct_scales(), condition=condition,
+      num_neighbours=3 if condition == "concat" else None)
+
+
 CASES += [
-    Case("ncl-head", functools.partial(ncl_lib.NeighbourhoodAffine, hidden=8),
-         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
-    Case("ncl-transform",
-         lambda: ncl_lib.NCLTransform(
-             transform=flow_lib.Chain((_coupling("checkerboard", 0, False),
-                                       _coupling("checkerboard", 1, False))),
-             head=ncl_lib.NeighbourhoodAffine(hidden=8)),
-         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
-    Case("nct-pool", lambda: nct_lib.NCTTransform(transform=_nct_scales()),
-         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True),
-    Case("nct-concat",
-         lambda: nct_lib.NCTTransform(transform=_nct_scales(),
-                                      condition="concat", num_neighbours=3),
-         IMAGE, cond_shape=NEIGHBOURHOOD, identity_at_init=True,
-         bad_inputs=(EXTRA_AXIS,
-                     BadInput("another k", lambda x, c: (x, c[:, :2]),
-                              "built for k=3"))),
+    Case(f"{name}-{form}", functools.partial(make, form), IMAGE,
+         cond_shape=NEIGHBOURHOOD, identity_at_init=True,
+         bad_inputs=(EXTRA_AXIS, ANOTHER_K) if form == "concat" else
+         (EXTRA_AXIS,))
+    for name, make in (("ncl-head", _ncl_head),
+                       ("ncl-transform", _ncl_transform),
+                       ("nct", _nct_transform))
+    for form in ncl_lib.FORMS
 ]
 
 IDS = [case.name for case in CASES]

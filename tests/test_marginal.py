@@ -11,6 +11,7 @@ from scipy import special
 
 from configs import ccrnvp_digits
 from configs import ncl_digits
+from configs import ncl_pool_digits
 from configs import nct_digits
 from nbflows import marginal
 from nbflows.models import registry
@@ -44,6 +45,7 @@ def setup(config_module, scale=0.1):
   with config.unlocked():
     config.flow.num_scales = 1
     config.flow.hidden_channels = 4
+    config.neighbours.k = K
   model = registry.build_model(config)
   images, rows, x = data()
   batch = {"x": jnp.asarray(x), "label": jnp.zeros(B, jnp.int32),
@@ -64,8 +66,11 @@ def brute_force(model, params, x, conditions, rows, log_weights=None):
   return special.logsumexp(log_probs + log_weights[:, None], axis=0)
 
 
-def test_ncl_exact_marginal_equals_the_average_over_all_neighbourhoods():
-  model, params = setup(ncl_digits, scale=0.2)
+@pytest.mark.parametrize("config_module", [ncl_digits, ncl_pool_digits],
+                         ids=["ncl", "ncl-pool"])
+def test_ncl_exact_marginal_equals_the_average_over_all_neighbourhoods(
+    config_module):
+  model, params = setup(config_module, scale=0.2)
   images, rows, x = data()
   conditions = marginal.Neighbourhoods(images, rows)
   exact = marginal.marginal_log_prob(model, params, x, conditions)
@@ -153,3 +158,7 @@ def test_invalid_requests_raise():
   with pytest.raises(ValueError, match="indices range from 0 to 12"):
     marginal.marginal_log_prob(model, params, x, marginal.Neighbourhoods(
         images, np.array([[0, 12, 1]])))
+  # NCL concatenates its k = 3 neighbours: rows of 2 are not neighbourhoods.
+  with pytest.raises(ValueError, match=r"shape \(8, 2\); expected \[N, 3\]"):
+    marginal.marginal_log_prob(model, params, x, marginal.Neighbourhoods(
+        images, rows[:, :2]))

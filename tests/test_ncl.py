@@ -1,8 +1,9 @@
-"""NCL (paper 1, eq. 7 and 9) and contrastive training (eq. 10).
+"""NCL (paper 1, eq. 7 and 9, App. B.1), NCL-pool and contrastive training
+(eq. 10).
 
 The model-level properties; the layer-level bijector contract (round trip,
 log-det against autodiff, jit against eager) of `NeighbourhoodAffine` and
-`NCLTransform` runs in tests/test_bijectors.py.
+`NCLTransform`, in both forms, runs in tests/test_bijectors.py.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import neighbourhood_checks
 from configs import ncl_digits
 from nbflows.distributions import gaussian
 from nbflows.models import ncl
@@ -24,11 +26,13 @@ B, K = 3, 4
 EVENT = (8, 8, 1)
 
 
-def tiny_config(**contrastive_fields):
+def tiny_config(statistics="concat", **contrastive_fields):
   config = ncl_digits.get_config("quick")
   with config.unlocked():
     config.flow.num_scales = 1            # four checkerboard couplings
     config.flow.hidden_channels = 4
+    config.neighbours.k = K
+    config.ncl.statistics = statistics
     for name, value in contrastive_fields.items():
       config.contrastive[name] = value
   return config
@@ -47,9 +51,9 @@ def data_units(key, shape):
 
 
 @functools.cache
-def setup():
+def setup(statistics="concat"):
   """(model, perturbed params, x [B], neighbours [B, K])."""
-  model = registry.build_model(tiny_config())
+  model = registry.build_model(tiny_config(statistics))
   kx, kn = jax.random.split(jax.random.key(0))
   x = data_units(kx, (B, *EVENT))
   neighbours = data_units(kn, (B, K, *EVENT))
@@ -90,8 +94,9 @@ def test_forward_is_eq9_and_inverse_undoes_it():
   np.testing.assert_allclose(logdet_inverse, -logdet, rtol=1e-5, atol=1e-3)
 
 
-def test_neighbour_order_does_not_matter_and_any_k_works():
-  model, params, x, neighbours = setup()
+def test_pool_variant_ignores_neighbour_order_and_takes_any_k():
+  model, params, x, neighbours = setup("pool")
+  assert model.num_neighbours is None
   lp = model.log_prob(params, x, neighbours)
   shuffled = neighbours[:, np.array([2, 0, 3, 1])]
   np.testing.assert_allclose(model.log_prob(params, x, shuffled), lp,
@@ -105,6 +110,56 @@ def test_neighbour_order_does_not_matter_and_any_k_works():
                              rtol=1e-6, atol=1e-4)
   # ... and another neighbourhood changes it.
   assert not np.allclose(model.log_prob(params, x, neighbours[::-1]), lp)
+
+
+def test_concat_depends_on_neighbour_order_and_takes_only_its_k():
+  neighbourhood_checks.check_order_matters_and_k_is_fixed(*setup())
+
+
+def test_app_b1_head_concatenates_neighbour_features_in_order():
+  """Neighbour j's shared features feed input channels [j F, (j + 1) F) of
+  both branches' first layer: permuting the neighbours and those channel
+  blocks of the kernels alike leaves g_mu and g_sigma unchanged."""
+  hidden, k = 4, 3
+  head = ncl.LatentStatistics(hidden=hidden, num_neighbours=k)
+  latents = jax.random.normal(jax.random.key(0), (2, k, 4, 4, 1))
+  params = perturb(head.init(jax.random.key(1), latents), jax.random.key(2))
+  apply = jax.jit(head.apply)
+  for name in ("mean0", "log_scale0"):
+    assert params["params"][name]["kernel"].shape == (3, 3, k * hidden,
+                                                      hidden)
+  mean, log_scale = apply(params, latents)
+  order = np.array([2, 0, 1])
+  blocks = np.concatenate([np.arange(j * hidden, (j + 1) * hidden)
+                           for j in order])
+  permuted = jax.tree.map(lambda p: p, params)
+  for name in ("mean0", "log_scale0"):
+    kernel = params["params"][name]["kernel"]
+    permuted["params"][name]["kernel"] = kernel[:, :, blocks]
+  mean_p, log_scale_p = apply(permuted, latents[:, order])
+  np.testing.assert_allclose(mean_p, mean, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(log_scale_p, log_scale, rtol=1e-5, atol=1e-5)
+  # The order is not irrelevant: with the kernels left alone it changes.
+  assert not np.allclose(apply(params, latents[:, order])[0], mean,
+                         atol=1e-3)
+  assert float(jnp.abs(log_scale).max()) < head.max_log_scale    # bounded
+
+
+def test_unknown_statistics_or_a_train_subset_with_concat_is_an_error():
+  with pytest.raises(ValueError, match=r"config.ncl.statistics='mean'; "
+                                       r"expected one of \('concat', 'pool'\)"):
+    registry.build_model(tiny_config("mean"))
+  config = tiny_config()
+  config.neighbours.train_subset_k = 2
+  with pytest.raises(ValueError, match="train_subset_k=2 with "
+                                       "config.ncl.statistics='concat'"):
+    registry.build_model(config)
+  config.ncl.statistics = "pool"           # NCL-pool takes a random subset
+  assert registry.build_model(config).num_neighbours is None
+  with pytest.raises(ValueError, match="form='concat' with num_neighbours="
+                                       "None"):
+    ncl.LatentStatistics(hidden=4).init(jax.random.key(0),
+                                        jnp.zeros((1, 2, 4, 4, 1)))
 
 
 def test_targets_log_prob_matches_log_prob_per_target():
@@ -134,7 +189,8 @@ def test_wrong_or_missing_neighbourhood_names_the_expected_shape(bad, expected):
                lambda: model.inverse(params, x, cond)):
     with pytest.raises(ValueError, match=expected) as error:
       call()
-    assert "[3, k, 8, 8, 1]" in str(error.value)
+    assert "[3, 4, 8, 8, 1] (k = 4 neighbours, nearest first)" in str(
+        error.value)
 
 
 def test_module_raises_without_the_facade_too():

@@ -67,6 +67,19 @@ def test_knn_queries_equal_brute_force(points, same_class):
   np.testing.assert_allclose(dist, want_dist, rtol=1e-4, atol=1e-4)
 
 
+def test_knn_sorts_each_rows_neighbours_by_increasing_distance():
+  x = RNG.standard_normal((120, 5)).astype(np.float32)
+  got, dist = knn.knn(x, 7, block_size=16, chunk_size=32, group_size=4,
+                      progress=False)
+  d2 = np.sum((x[:, None].astype(np.float64) - x[None]) ** 2, -1)
+  np.fill_diagonal(d2, np.inf)
+  found = np.take_along_axis(d2, got.astype(np.int64), axis=1)
+  np.testing.assert_allclose(found, np.sort(d2, axis=1)[:, :7], rtol=1e-4,
+                             atol=1e-4)
+  assert np.all(np.diff(found, axis=1) > 0)     # no ties in random points
+  assert np.all(np.diff(dist, axis=1) >= 0)
+
+
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_knn_two_stages_across_chunks_and_groups(exclude_self):
   # 203 points in chunks of 16 and groups of 4: many chunks, a padded last
@@ -200,6 +213,29 @@ def saved_index(digits, tmp_path_factory):
   path = str(tmp_path_factory.mktemp("index") / "digits.npz")
   return config, path, index_lib.build_or_load(digits, config, path=path,
                                                progress=False)
+
+
+def test_index_returns_each_rows_neighbours_nearest_first(digits,
+                                                         saved_index):
+  # NCL (App. B.1) and NCT (eq. 8) concatenate the neighbours in this order.
+  _, _, index = saved_index
+  train = pca.transform(index.pca, digits.train.images).astype(np.float64)
+  for name in ("train", "test"):
+    queries = pca.transform(index.pca, getattr(digits, name).images
+                            ).astype(np.float64)
+    d2 = np.sum((queries[:, None] - train[None]) ** 2, -1)     # [Q, N]
+    if name == "train":
+      np.fill_diagonal(d2, np.inf)                         # exclude_self
+    got = index.neighbours[name]
+    found = np.take_along_axis(d2, got.astype(np.int64), axis=1)  # [Q, k]
+    # The k smallest distances of each row, in increasing order ...
+    np.testing.assert_allclose(found, np.sort(d2, axis=1)[:, :5],
+                               rtol=1e-4, atol=1e-3)
+    assert np.all(np.diff(found, axis=1) >= -1e-3)
+    # ... and the index's own distances are these, sorted too.
+    np.testing.assert_allclose(index.distances[name], found, rtol=1e-4,
+                               atol=1e-3)
+    assert np.all(np.diff(index.distances[name], axis=1) >= 0)
 
 
 def test_index_is_saved_and_reloaded(digits, saved_index):

@@ -27,6 +27,7 @@ def tiny_config(hidden=4):
     config.flow.num_scales = 1            # four checkerboard couplings
     config.flow.hidden_channels = hidden
     config.ncl.hidden_channels = hidden
+    config.neighbours.k = K
   return config
 
 
@@ -117,6 +118,9 @@ def test_targeted_sampling_rejects_a_wrong_set_of_images():
   with pytest.raises(ValueError, match=r"\(3, 4, 4, 1\)"):
     sampling.sample_like(model, params, jax.random.key(0),
                          images[:3, :4, :4], 2)
+  # NCL concatenates its K = 3 neighbours, so it takes no other number.
+  with pytest.raises(ValueError, match=r"k = 2 neighbours.*\[2, 3, 8, 8, 1\]"):
+    sampling.sample_like(model, params, jax.random.key(0), images[:2], 2)
 
 
 def test_targeted_samples_resemble_their_neighbourhood():

@@ -49,7 +49,8 @@ class Model:
     module: the Flax module.
     event_shape: shape of one example, e.g. (8, 8, 1) or (2,).
     condition_kind: "none" (cond must be None), "neighbours" (cond is
-      [B, k, *event_shape], any k >= 1) or "label" (cond is [B] integers).
+      [B, k, *event_shape]; `ncl.NeighbourhoodModel` may fix k) or "label"
+      (cond is [B] integers).
     name: the config's model name.
     num_classes: for condition_kind="label".
     num_levels: the number of discrete levels L of the data, or None for

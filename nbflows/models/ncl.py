@@ -15,20 +15,29 @@ parameters, Fig. 2b). Written as one more bijector after q (eq. 9),
 which is Alg. 1: `forward` maps x to the standardised z and the prior is the
 standard normal. Sampling (Alg. 2) inverts it from z ~ N(0, T^2 I).
 
-g_mu and g_sigma (App. B.1) are two branches of six 3x3 conv layers that share
-their first three: the shared layers run on every neighbour's latent alone
-(weights shared across neighbours), the k feature maps are then pooled by
-their mean and maximum over the neighbours, so the result does not depend on
-the order of the neighbours and any k >= 1 works at test time; each branch's
-last three layers map the pooled features to a mean and a bounded log-scale,
-log sigma = s tanh(raw / s) with s = `max_log_scale`. The last layers are
-zero-initialised, so a fresh head is the identity (N(0, I) prior).
+g_mu and g_sigma (App. B.1, `LatentStatistics`) are two branches of six
+3x3 conv layers that share their first three. The shared layers run on every
+neighbour's latent alone (weights shared across neighbours); what follows
+depends on `config.ncl.statistics`:
+  * "concat" (NCL, the paper's form and the default): the k feature maps are
+    concatenated along channels in the order of the neighbourhood, nearest
+    first (the neighbour index sorts them by distance), so the model is
+    built for the k of `config.neighbours.k` and takes no other k;
+  * "pool" (NCL-pool, a variant not in the paper): the k feature maps are
+    pooled by their mean and maximum over the neighbours, so the result does
+    not depend on their order and any k >= 1 works at test time.
+Each branch's last three layers then map these features to a mean and a
+bounded log-scale, log sigma = s tanh(raw / s) with s = `max_log_scale`.
+The last layers are zero-initialised, so a fresh head is the identity
+(N(0, I) prior).
 
 This module also holds what NCL and NCT (`nbflows.models.nct`) share:
 `NeighbourhoodFlow` (preprocesses the neighbours like x and hands them to a
-transform that is a conditional bijector of x given N) and the
-`NeighbourhoodModel` facade (condition_kind "neighbours", contrastive
-training of eq. 10 when enabled).
+transform that is a conditional bijector of x given N), the
+`NeighbourhoodModel` facade (condition_kind "neighbours", the k of the
+concatenating forms checked, contrastive training of eq. 10 when enabled)
+and the two forms of taking the neighbourhood (`FORMS`:
+`concat_neighbourhood`, or the -pool variants' pooling).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -56,6 +65,7 @@ from nbflows.data import sources
 from nbflows.models import base
 from nbflows.models import flow
 from nbflows.models import realnvp
+from nbflows.neighbours import index as index_lib
 from nbflows.objectives import contrastive
 
 Array = jax.Array
@@ -65,8 +75,55 @@ NUM_SHARED_LAYERS = 3
 NUM_BRANCH_LAYERS = 3
 
 
+# How the neighbourhood enters NCL's g_mu, g_sigma and NCT's couplings:
+# "concat" (the paper's, k fixed) or "pool" (the -pool variants, any k).
+FORMS = ("concat", "pool")
+
+
+def fixed_num_neighbours(form: str, num_neighbours: Optional[int],
+                         what: str) -> Optional[int]:
+  """The k that `form` takes: `num_neighbours` for "concat", None (any k) for
+  "pool".
+
+  Args:
+    form: one of `FORMS`.
+    num_neighbours: k of the concatenating form.
+    what: the attribute's name, for the messages.
+
+  Raises:
+    ValueError: for an unknown form, or "concat" without a k >= 1.
+  """
+  if form not in FORMS:
+    raise ValueError(f"{what}={form!r}; expected one of {FORMS}")
+  if form == "pool":
+    return None
+  if num_neighbours is None or num_neighbours < 1:
+    raise ValueError(f"{what}='concat' with num_neighbours={num_neighbours}; "
+                     "expected the k >= 1 of config.neighbours.k (the "
+                     "neighbours are concatenated, so k is fixed)")
+  return int(num_neighbours)
+
+
+def neighbourhood_description(event_shape: Sequence[int], batch,
+                              num_neighbours: Optional[int] = None) -> str:
+  """What a neighbourhood argument must be, for error messages.
+
+  Example:
+    >>> neighbourhood_description((8, 8, 1), 3, num_neighbours=5)
+    'neighbourhoods of shape [3, 5, 8, 8, 1] (k = 5 neighbours, nearest first)'
+    >>> neighbourhood_description((8, 8, 1), "batch")
+    'neighbourhoods of shape [batch, k, 8, 8, 1] (any k >= 1)'
+  """
+  dims = ", ".join(str(d) for d in event_shape)
+  if num_neighbours is None:
+    return f"neighbourhoods of shape [{batch}, k, {dims}] (any k >= 1)"
+  return (f"neighbourhoods of shape [{batch}, {num_neighbours}, {dims}] "
+          f"(k = {num_neighbours} neighbours, nearest first)")
+
+
 def check_neighbourhood(cond: Optional[Array], event_shape: Sequence[int],
-                        batch: int, name: str = "cond") -> None:
+                        batch: int, name: str = "cond",
+                        num_neighbours: Optional[int] = None) -> None:
   """Raises ValueError unless `cond` is a [batch, k, *event_shape] array.
 
   Args:
@@ -74,18 +131,40 @@ def check_neighbourhood(cond: Optional[Array], event_shape: Sequence[int],
     event_shape: the shape of one image.
     batch: the batch size of the targets they condition.
     name: what to call `cond` in the message.
+    num_neighbours: the k a concatenating form was built for; None for any
+      k >= 1.
 
   Raises:
     ValueError: naming the shape received and the one expected.
   """
-  dims = ", ".join(str(d) for d in event_shape)
-  expected = f"neighbourhoods of shape [{batch}, k, {dims}] (any k >= 1)"
+  expected = neighbourhood_description(event_shape, batch, num_neighbours)
   if cond is None:
     raise ValueError(f"{name} is missing; expected {expected}")
   if (cond.ndim != len(event_shape) + 2 or cond.shape[0] != batch or
       cond.shape[1] < 1 or tuple(cond.shape[2:]) != tuple(event_shape)):
     raise ValueError(f"{name} has shape {tuple(cond.shape)}; expected "
                      f"{expected}")
+  if num_neighbours is not None and cond.shape[1] != num_neighbours:
+    raise ValueError(
+        f"{name} has shape {tuple(cond.shape)}, k = {cond.shape[1]} "
+        f"neighbours; expected {expected}: the model concatenates its "
+        f"neighbours and was built for k = {num_neighbours} (the -pool "
+        "variants take any k)")
+
+
+def concat_neighbourhood(neighbours: Array) -> Array:
+  """The neighbours side by side: [B, k, H, W, C] -> [B, H, W, kC].
+
+  Channels j C to (j + 1) C - 1 hold neighbour j, so the nearest comes first.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> n = jnp.arange(6.0).reshape(1, 3, 1, 1, 2)    # k = 3, C = 2
+    >>> concat_neighbourhood(n)[0, 0, 0].tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+  """
+  moved = jnp.moveaxis(neighbours, 1, -2)                  # [B, H, W, k, C]
+  return moved.reshape(*moved.shape[:-2], -1)
 
 
 def _flatten_neighbours(cond: Array) -> Array:
@@ -103,19 +182,26 @@ def _standardise(mean: Array, log_scale: Array,
 
 
 class LatentStatistics(nn.Module):
-  """g_mu and g_sigma of eq. 7 (App. B.1): a set function of q(N).
+  """g_mu and g_sigma of eq. 7 (App. B.1) as functions of q(N).
 
   Input [B, k, H, W, C] neighbour latents; output (mean, log_scale), each
-  [B, H, W, C]. Three shared conv layers per neighbour, mean and max pooling
-  over the k neighbours, then two branches of three conv layers; the
-  branches' last layers are zero-initialised.
+  [B, H, W, C]. Three shared conv layers per neighbour; then the k feature
+  maps are concatenated along channels in their order ("concat", App. B.1;
+  [B, H, W, k F]) or pooled by their mean and max over the neighbours
+  ("pool", NCL-pool; [B, H, W, 2F]); then two branches of three conv layers
+  give the mean and log g_sigma. The branches' last layers are
+  zero-initialised.
 
   Attributes:
-    hidden: channels of the hidden conv layers.
+    hidden: channels F of the hidden conv layers.
     max_log_scale: s in log sigma = s tanh(raw / s); |log sigma| < s.
+    form: "concat" or "pool".
+    num_neighbours: k, required by "concat", which takes only that k.
   """
   hidden: int = 32
   max_log_scale: float = 3.0
+  form: str = "concat"
+  num_neighbours: Optional[int] = None
 
   @nn.compact
   def __call__(self, latents: Array) -> Tuple[Array, Array]:
@@ -124,6 +210,9 @@ class LatentStatistics(nn.Module):
                        "[B, k, H, W, C] (NCL needs image events)")
     if not self.max_log_scale > 0:
       raise ValueError(f"max_log_scale={self.max_log_scale}; expected > 0")
+    k_fixed = fixed_num_neighbours(self.form, self.num_neighbours, "form")
+    check_neighbourhood(latents, latents.shape[2:], latents.shape[0],
+                        "latents", k_fixed)
     batch, k = latents.shape[:2]
     channels = latents.shape[-1]
     h = _flatten_neighbours(latents)                       # [B k, H, W, C]
@@ -131,10 +220,13 @@ class LatentStatistics(nn.Module):
       h = nn.relu(nn.Conv(self.hidden, (3, 3), padding="SAME",
                           name=f"shared{i}")(h))
     h = h.reshape(batch, k, *h.shape[1:])                  # [B, k, H, W, F]
-    pooled = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
+    if self.form == "concat":
+      features = concat_neighbourhood(h)                   # [B, H, W, k F]
+    else:
+      features = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
 
     def branch(name: str) -> Array:
-      g = pooled
+      g = features
       for i in range(NUM_BRANCH_LAYERS - 1):
         g = nn.relu(nn.Conv(self.hidden, (3, 3), padding="SAME",
                             name=f"{name}{i}")(g))
@@ -154,10 +246,12 @@ class NeighbourhoodAffine(bijector_base.Bijector):
   Attributes:
     hidden: channels of g_mu and g_sigma's hidden layers.
     max_log_scale: bound on |log g_sigma|.
+    form: "concat" (App. B.1) or "pool" (NCL-pool); see `LatentStatistics`.
+    num_neighbours: k, required by "concat".
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> head = NeighbourhoodAffine(hidden=8)
+    >>> head = NeighbourhoodAffine(hidden=8, num_neighbours=3)
     >>> z, latents = jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 3, 4, 4, 1))
     >>> params = head.init(jax.random.key(0), z, latents)
     >>> y, logdet = head.apply(params, z, latents, method="forward")
@@ -166,13 +260,21 @@ class NeighbourhoodAffine(bijector_base.Bijector):
   """
   hidden: int = 32
   max_log_scale: float = 3.0
+  form: str = "concat"
+  num_neighbours: Optional[int] = None
   conditional = True
 
   def setup(self):
-    self.statistics = LatentStatistics(self.hidden, self.max_log_scale)
+    self.statistics = LatentStatistics(self.hidden, self.max_log_scale,
+                                       self.form, self.num_neighbours)
+
+  def fixed_k(self) -> Optional[int]:
+    """The k this head takes (None: any k)."""
+    return fixed_num_neighbours(self.form, self.num_neighbours, "form")
 
   def _bijector(self, z: Array, cond: Optional[Array]) -> distrax.Bijector:
-    check_neighbourhood(cond, z.shape[1:], z.shape[0])
+    check_neighbourhood(cond, z.shape[1:], z.shape[0],
+                        num_neighbours=self.fixed_k())
     mean, log_scale = self.statistics(cond)
     return _standardise(mean, log_scale, z.ndim - 1)
 
@@ -201,7 +303,8 @@ class NCLTransform(bijector_base.Bijector):
   conditional = True
 
   def _check(self, x: Array, cond: Optional[Array]) -> None:
-    check_neighbourhood(cond, x.shape[1:], x.shape[0])
+    check_neighbourhood(cond, x.shape[1:], x.shape[0],
+                        num_neighbours=self.head.fixed_k())
 
   def latents(self, x: Array) -> Tuple[Array, Array]:
     """(q(x), log|det dq/dx|) without the neighbourhood."""
@@ -219,7 +322,7 @@ class NCLTransform(bijector_base.Bijector):
     One pass of q over the P B targets and the B k neighbours.
     """
     num, batch = targets.shape[:2]
-    check_neighbourhood(cond, targets.shape[2:], batch)
+    self._check(targets[0], cond)
     event = targets.shape[2:]
     both = jnp.concatenate([targets.reshape(num * batch, *event),
                             _flatten_neighbours(cond)])
@@ -316,18 +419,33 @@ class NeighbourhoodModel(base.Model):
   Attributes:
     contrastive: the margin and weight of eq. 10, or None for the plain
       conditional likelihood.
+    num_neighbours: the k the model takes (its neighbours are concatenated,
+      as in the paper), or None for any k (the -pool variants).
   """
 
   def __init__(self, module: NeighbourhoodFlow, event_shape: Sequence[int],
                name: str, num_levels: Optional[int],
                num_classes: Optional[int] = None,
                contrastive_settings: Optional[
-                   contrastive.ContrastiveSettings] = None):
+                   contrastive.ContrastiveSettings] = None,
+               num_neighbours: Optional[int] = None):
     super().__init__(module, event_shape, condition_kind="neighbours",
                      name=name, num_classes=num_classes,
                      num_levels=num_levels)
     self.contrastive = (None if contrastive_settings is None
                         else contrastive_settings.validate())
+    self.num_neighbours = num_neighbours
+
+  def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
+    """`base.Model.check_cond`, and k = `num_neighbours` where it is fixed."""
+    super().check_cond(cond, batch)
+    check_neighbourhood(cond, self.event_shape, cond.shape[0],
+                        num_neighbours=self.num_neighbours)
+
+  def _cond_description(self, batch: Optional[int]) -> str:
+    return neighbourhood_description(
+        self.event_shape, "batch" if batch is None else batch,
+        self.num_neighbours)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
@@ -353,6 +471,37 @@ def contrastive_settings(config: ml_collections.ConfigDict
                                          config.contrastive.weight)
 
 
+def configured_num_neighbours(config: ml_collections.ConfigDict,
+                              field: str) -> Optional[int]:
+  """The k a model built with form `config.<field>` takes; None for "pool".
+
+  The concatenating form takes the neighbour index's k (config.neighbours.k,
+  or num_prototypes for k-means neighbourhoods), nearest first.
+
+  Args:
+    config: the run's config.
+    field: "ncl.statistics" or "nct.condition".
+
+  Raises:
+    ValueError: for a form outside `FORMS`, or "concat" with
+      config.neighbours.train_subset_k (a random subset in random order).
+  """
+  group, name = field.split(".")
+  form = config[group][name]
+  if form not in FORMS:
+    raise ValueError(f"config.{field}={form!r}; expected one of {FORMS}")
+  if form == "pool":
+    return None
+  subset = config.neighbours.train_subset_k
+  if subset:
+    raise ValueError(
+        f"config.neighbours.train_subset_k={subset} with config.{field}="
+        "'concat'; expected 0: concatenation takes all k neighbours in order "
+        f"of distance, in training as in evaluation (or {field}='pool', the "
+        "pooled variant, which takes any k)")
+  return index_lib.neighbourhood_size(config.neighbours)
+
+
 def image_info(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   """`config.dataset`'s info; raises ValueError unless it holds images."""
   info = sources.dataset_info(config.dataset)
@@ -367,19 +516,23 @@ def build_ncl(config: ml_collections.ConfigDict) -> NeighbourhoodModel:
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
   num_res_blocks, logit_alpha}, config.ncl.{hidden_channels,
-  max_log_scale} and config.contrastive.
+  max_log_scale, statistics} (statistics "concat": NCL, App. B.1, for the
+  k of config.neighbours; "pool": NCL-pool, any k) and config.contrastive.
   """
   info = image_info(config)
+  num_neighbours = configured_num_neighbours(config, "ncl.statistics")
   q = realnvp.multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
       config.flow.num_res_blocks)
   head = NeighbourhoodAffine(hidden=config.ncl.hidden_channels,
-                             max_log_scale=config.ncl.max_log_scale)
+                             max_log_scale=config.ncl.max_log_scale,
+                             form=config.ncl.statistics,
+                             num_neighbours=num_neighbours)
   module = NeighbourhoodFlow(
       transform=NCLTransform(transform=q, head=head),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
   return NeighbourhoodModel(module, info.event_shape, config.model,
                             info.num_levels, info.num_classes,
-                            contrastive_settings(config))
+                            contrastive_settings(config), num_neighbours)

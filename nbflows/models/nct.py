@@ -6,19 +6,21 @@ Every coupling layer's scale and shift also see the neighbourhood N:
   y_B = x_B * s(x_A, N) + t(x_A, N)                                  (eq. 8)
 
 so z = q_N(x) and z ~ N(0, I) (Alg. 1). The neighbourhood enters the
-couplers by concatenation along channels, resized to each layer's spatial
-size in the multi-scale architecture (`nbflows.bijectors.ConvCoupler` with
-cond_mode "concat").
+couplers by concatenation along channels with x_A, resized to each layer's
+spatial size in the multi-scale architecture (`nbflows.bijectors.ConvCoupler`
+with cond_mode "concat").
 
-What the couplers see (`condition`), computed from the neighbours in the
-logit space of the flow's input (they are preprocessed like x):
-  * "pool" (default): the mean and standard deviation over the k neighbours
-    of every pixel, [B, H, W, 2C]. It does not depend on the order of the
-    neighbours and works for any k at test time.
-  * "concat": the k neighbours side by side along channels, [B, H, W, kC],
-    as in the paper; k is fixed when the model is built.
+What the couplers see (`config.nct.condition`), computed from the neighbours
+in the logit space of the flow's input (they are preprocessed like x):
+  * "concat" (NCT, eq. 8, the default): the k neighbours side by side along
+    channels in the order of the neighbourhood, nearest first (the neighbour
+    index sorts them by distance), [B, H, W, kC]; k is fixed when the model
+    is built (config.neighbours.k) and no other k is taken.
+  * "pool" (NCT-pool, a variant not in the paper): the mean and standard
+    deviation over the k neighbours of every pixel, [B, H, W, 2C]. It does
+    not depend on the order of the neighbours and takes any k at test time.
 Scale s of the multi-scale transform (s = 0 the finest) receives this
-summary resized to the spatial size of that scale's input by averaging
+condition resized to the spatial size of that scale's input by averaging
 2 x 2 blocks s times, [B, H / 2^s, W / 2^s, c] ("we re-size the neighbors
 before concatenating them"); the layers after a scale's squeeze get it
 resized to their size by the coupler. The number of condition channels c
@@ -28,6 +30,8 @@ Example:
   >>> import jax, jax.numpy as jnp
   >>> from configs import nct_digits
   >>> model = build_nct(nct_digits.get_config("quick"))
+  >>> model.num_neighbours          # eq. 8 concatenates config.neighbours.k
+  5
   >>> x = jnp.full((2, 8, 8, 1), 8.5)
   >>> neighbours = jnp.full((2, 5, 8, 8, 1), 8.5)
   >>> params = model.init(jax.random.key(0), {"x": x, "neighbours": neighbours})
@@ -48,7 +52,6 @@ from nbflows.models import ncl
 from nbflows.models import realnvp
 
 Array = jax.Array
-CONDITIONS = ("pool", "concat")
 
 
 def pool_neighbourhood(neighbours: Array) -> Array:
@@ -79,45 +82,36 @@ def halve(image: Array) -> Array:
   return image.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def concat_neighbourhood(neighbours: Array) -> Array:
-  """The neighbours side by side: [B, k, H, W, C] -> [B, H, W, kC]."""
-  moved = jnp.moveaxis(neighbours, 1, -2)                  # [B, H, W, k, C]
-  return moved.reshape(*moved.shape[:-2], -1)
-
-
 class NCTTransform(bijector_base.Bijector):
   """A conditional multi-scale flow q_N(x) given a neighbourhood (eq. 8).
 
   `cond` is the neighbourhood [B, k, H, W, C] in the flow's input space; it
-  is summarised (`condition`) and halved once per scale (`halve`).
+  is concatenated ("concat") or pooled ("pool") and halved once per scale
+  (`halve`).
 
   Attributes:
     transform: a `flow.MultiScale` built with conditional couplings.
-    condition: "pool" or "concat" (see the module docstring).
-    num_neighbours: k; required by "concat", which only takes that k.
+    condition: "concat" (eq. 8) or "pool" (NCT-pool); see the module
+      docstring.
+    num_neighbours: k; required by "concat", which takes only that k.
   """
   transform: nn.Module = None
-  condition: str = "pool"
+  condition: str = "concat"
   num_neighbours: Optional[int] = None
   conditional = True
 
   def _check(self, x: Array, cond: Optional[Array]) -> None:
-    ncl.check_neighbourhood(cond, x.shape[1:], x.shape[0])
-    if self.condition not in CONDITIONS:
-      raise ValueError(f"condition={self.condition!r}; expected one of "
-                       f"{CONDITIONS}")
-    if self.condition == "concat" and cond.shape[1] != self.num_neighbours:
-      raise ValueError(
-          f"cond has shape {tuple(cond.shape)}, {cond.shape[1]} neighbours; "
-          f"condition='concat' was built for k={self.num_neighbours} "
-          "(use condition='pool' for any k)")
+    ncl.check_neighbourhood(
+        cond, x.shape[1:], x.shape[0],
+        num_neighbours=ncl.fixed_num_neighbours(
+            self.condition, self.num_neighbours, "condition"))
 
   def scale_conditions(self, cond: Array) -> Tuple[Array, ...]:
-    """One condition per scale: the summary halved s times at scale s."""
-    if self.condition == "pool":
-      summary = pool_neighbourhood(cond)
+    """One condition per scale: the neighbourhood halved s times at scale s."""
+    if self.condition == "concat":
+      summary = ncl.concat_neighbourhood(cond)
     else:
-      summary = concat_neighbourhood(cond)
+      summary = pool_neighbourhood(cond)
     conditions = [summary]
     for _ in range(self.transform.num_scales - 1):
       conditions.append(halve(conditions[-1]))
@@ -148,18 +142,12 @@ def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
   """The "nct" model: multi-scale RealNVP with eq. 8 couplings.
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
-  num_res_blocks, logit_alpha}, config.nct.condition ("pool" or
-  "concat"), config.neighbours.k (for "concat") and config.contrastive.
+  num_res_blocks, logit_alpha}, config.nct.condition ("concat": NCT, eq. 8,
+  for the k of config.neighbours; "pool": NCT-pool, any k) and
+  config.contrastive.
   """
   info = ncl.image_info(config)
-  if config.nct.condition not in CONDITIONS:
-    raise ValueError(f"config.nct.condition={config.nct.condition!r}; "
-                     f"expected one of {CONDITIONS}")
-  if config.nct.condition == "concat" and config.neighbours.train_subset_k:
-    raise ValueError(
-        f"config.neighbours.train_subset_k={config.neighbours.train_subset_k}"
-        " with config.nct.condition='concat'; concatenation needs the same k "
-        "in training and evaluation (use 'pool')")
+  num_neighbours = ncl.configured_num_neighbours(config, "nct.condition")
   transform = realnvp.multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
@@ -167,9 +155,10 @@ def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
   module = ncl.NeighbourhoodFlow(
       transform=NCTTransform(transform=transform,
                              condition=config.nct.condition,
-                             num_neighbours=config.neighbours.k),
+                             num_neighbours=num_neighbours),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
   return ncl.NeighbourhoodModel(module, info.event_shape, config.model,
                                 info.num_levels, info.num_classes,
-                                ncl.contrastive_settings(config))
+                                ncl.contrastive_settings(config),
+                                num_neighbours)

@@ -93,6 +93,12 @@ class NeighbourIndex:
   clusters: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
+def _check_kind(config: Any) -> None:
+  if config.kind not in KINDS:
+    raise ValueError(f"config.neighbours.kind={config.kind!r}; expected one "
+                     f"of {KINDS}")
+
+
 def settings_of(splits: sources.Splits, config: Any,
                 features_name: Optional[str] = None) -> Dict[str, Any]:
   """The settings an index depends on, from `config.neighbours`.
@@ -110,9 +116,7 @@ def settings_of(splits: sources.Splits, config: Any,
   Raises:
     ValueError: for an unknown `config.kind`.
   """
-  if config.kind not in KINDS:
-    raise ValueError(f"config.neighbours.kind={config.kind!r}; expected one "
-                     f"of {KINDS}")
+  _check_kind(config)
   settings = {"dataset": splits.info.name, "kind": config.kind,
               "features": features_name or "pca"}
   if features_name is None:
@@ -124,6 +128,20 @@ def settings_of(splits: sources.Splits, config: Any,
     settings.update(num_clusters=int(config.num_clusters),
                     num_prototypes=int(config.num_prototypes))
   return settings
+
+
+def neighbourhood_size(config: Any) -> int:
+  """k, the neighbours per example an index built from `config` holds.
+
+  `config.k` for "knn", `config.num_prototypes` for "kmeans" (App. B.5).
+
+  Example:
+    >>> from configs import default
+    >>> neighbourhood_size(default.get_config().neighbours)
+    5
+  """
+  _check_kind(config)
+  return int(config.num_prototypes if config.kind == "kmeans" else config.k)
 
 
 def data_hashes(splits: sources.Splits) -> Dict[str, str]:
