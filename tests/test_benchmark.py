@@ -11,6 +11,7 @@ import pytest
 from nbflows.bijectors import couplers
 from train import benchmark
 from train import benchmark_flows
+from train import benchmark_index
 from train import benchmark_models
 
 
@@ -77,6 +78,29 @@ def test_matmul_and_knn(capsys):
   knn = run(capsys, "knn", "--n", "300", "--d", "8", "--k", "3",
             "--block-size", "64", "--chunk-size", "128")
   assert knn["unit"] == "s" and knn["n"] == 300
+
+
+def test_index_job_reports_phases_kept_dim_and_recall(capsys):
+  result = run(capsys, "index", "--dataset-shape", "600,48", "--rank", "6",
+               "--rows-per-block", "128", "--recall-queries", "50")
+  assert set(result["seconds"]) == {"generate", "covariance", "eigh",
+                                    "projection", "knn"}
+  # Rank 6 plus rounding noise: at most 6 components explain 99%.
+  assert 1 <= result["kept_dim"] <= 6 and result["kept_fraction"] >= 0.99
+  assert result["sorted_by_distance"] and result["peak_rss_mb"] > 0
+  assert result["approx_recall"] == 1.0          # approx_max_k exact on CPU
+  with pytest.raises(SystemExit):
+    benchmark.main(["index", "--dataset-shape", "600"])
+
+
+def test_synthetic_images_are_uint8_of_the_given_rank():
+  images = benchmark_index.synthetic_images(500, 40, rank=5, block_size=64)
+  assert images.dtype == np.uint8 and images.shape == (500, 40)
+  centred = images - images.mean(0)
+  singular = np.linalg.svd(centred, compute_uv=False) ** 2
+  # Rank 5 up to rounding noise (variance 1/12 per pixel).
+  assert singular[5:].sum() / singular.sum() < 1e-3
+  assert singular[4] / singular.sum() > 1e-2
 
 
 def test_conv_flops_count():
