@@ -57,6 +57,8 @@ def get_config(arg=None):
   config.neighbours.exclude_self = True
   config.neighbours.pca_variance = 0.99
   config.neighbours.kind = "knn"        # "knn" or "kmeans" (App. B.5)
+  # "exact", or "approx": jax.lax.approx_max_k, for TPUs (exact on CPU/GPU).
+  config.neighbours.search = "exact"
   config.neighbours.num_clusters = 100
   config.neighbours.num_prototypes = 5
   # >0: a random subset of the k at train time; only for NCL-pool and

@@ -11,6 +11,7 @@ import pytest
 from nbflows.bijectors import couplers
 from train import benchmark
 from train import benchmark_flows
+from train import benchmark_index
 from train import benchmark_models
 
 
@@ -84,6 +85,29 @@ def test_resume(capsys):
   assert set(result["start_at_step"]) == {"3", "50"}
   assert result["replay_at_step"]["50"] == pytest.approx(
       50 * result["replay_seconds_per_batch"], abs=0.1)
+
+
+def test_index_job_reports_phases_kept_dim_and_recall(capsys):
+  result = run(capsys, "index", "--dataset-shape", "600,48", "--rank", "6",
+               "--rows-per-block", "128", "--recall-queries", "50")
+  assert set(result["seconds"]) == {"generate", "covariance", "eigh",
+                                    "projection", "knn"}
+  # Rank 6 plus rounding noise: at most 6 components explain 99%.
+  assert 1 <= result["kept_dim"] <= 6 and result["kept_fraction"] >= 0.99
+  assert result["sorted_by_distance"] and result["peak_rss_mb"] > 0
+  assert result["approx_recall"] == 1.0          # approx_max_k exact on CPU
+  with pytest.raises(SystemExit):
+    benchmark.main(["index", "--dataset-shape", "600"])
+
+
+def test_synthetic_images_are_uint8_of_the_given_rank():
+  images = benchmark_index.synthetic_images(500, 40, rank=5, block_size=64)
+  assert images.dtype == np.uint8 and images.shape == (500, 40)
+  centred = images - images.mean(0)
+  singular = np.linalg.svd(centred, compute_uv=False) ** 2
+  # Rank 5 up to rounding noise (variance 1/12 per pixel).
+  assert singular[5:].sum() / singular.sum() < 1e-3
+  assert singular[4] / singular.sum() > 1e-2
 
 
 def test_conv_flops_count():

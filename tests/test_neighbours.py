@@ -11,6 +11,8 @@ from configs import default
 from nbflows.data import sources
 from nbflows.neighbours import index as index_lib
 from nbflows.neighbours import kmeans, knn, pca
+from train import benchmark_index
+from train.benchmark_index import synthetic_images
 
 RNG = np.random.default_rng(0)
 
@@ -147,6 +149,104 @@ def test_pca_keeps_requested_variance():
                                np.eye(p), atol=1e-5)
 
 
+def numpy_pca(x, fraction):
+  """Float64 NumPy reference: (mean, kept components [D, P], variances)."""
+  x = x.reshape(len(x), -1).astype(np.float64)
+  mean = x.mean(0)
+  eigenvalues, eigenvectors = np.linalg.eigh(np.cov(x.T, bias=True))
+  eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+  kept = np.searchsorted(np.cumsum(eigenvalues) / eigenvalues.sum(),
+                         fraction) + 1
+  return mean, eigenvectors[:, :kept], eigenvalues[:kept]
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.99, 1.0])
+def test_blocked_pca_of_uint8_images_equals_numpy_pca(fraction):
+  # Rank-6 uint8 images [203, 4, 4, 3]; blocks of 32 rows (a padded last
+  # block) and a float32 -> float64 flush every 64 rows.
+  images = synthetic_images(203, 48, rank=6, seed=1).reshape(203, 4, 4, 3)
+  mean, cov = pca.covariance(images, block_size=32, flush_rows=64)
+  fitted = pca.from_covariance(mean, cov, fraction)
+  want_mean, want_components, want_variances = numpy_pca(images, fraction)
+  assert fitted.components.shape == want_components.shape
+  np.testing.assert_allclose(fitted.mean, want_mean, rtol=1e-6)
+  np.testing.assert_allclose(fitted.variances, want_variances, rtol=1e-4,
+                             atol=1e-3 * want_variances[0])
+  assert pca.kept_fraction(fitted) >= fraction - 1e-9
+  got = pca.transform(fitted, images, block_size=32)
+  want = (images.reshape(203, -1) - want_mean) @ want_components
+  # Equal up to the sign of each component (well-separated variances only:
+  # the last components of fraction=1 are rounding noise, compared by norm).
+  signs = np.sign(np.sum(got * want, axis=0))
+  strong = want_variances > 1e-2 * want_variances[0]
+  np.testing.assert_allclose((got * signs)[:, strong], want[:, strong],
+                             atol=1e-3 * np.abs(want).max())
+  np.testing.assert_allclose(np.linalg.norm(got, axis=0),
+                             np.linalg.norm(want, axis=0), rtol=1e-3,
+                             atol=1e-2)
+  assert fitted.components.dtype == got.dtype == np.float32
+
+
+def test_pca_fit_is_covariance_then_eigendecomposition():
+  images = synthetic_images(150, 30, rank=4)
+  fitted = pca.fit(images, 0.99, block_size=64)
+  again = pca.from_covariance(*pca.covariance(images, 64), 0.99)
+  np.testing.assert_array_equal(fitted.components, again.components)
+  with pytest.raises(ValueError, match=r"fraction=1.5"):
+    pca.from_covariance(*pca.covariance(images, 64), 1.5)
+
+
+def assert_neighbours_of_brute_force(got, dist, queries, database, k,
+                                     self_indices=None):
+  """Tie-aware: the k distances equal brute force's, each found index lies
+  at its stated distance, and no nearer point is missing."""
+  want, want_dist = brute_force(queries, database, k,
+                                self_indices=self_indices)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-4)
+  true = np.sum((queries[:, None].astype(np.float64) - database[got]) ** 2,
+                -1)
+  np.testing.assert_allclose(true, want_dist, rtol=1e-5, atol=1e-4)
+  assert all(len(set(row)) == k for row in got)
+  if self_indices is not None:
+    assert not np.any(got == np.asarray(self_indices)[:, None])
+  # Where the k-th distance is not tied, the neighbour sets are equal.
+  next_dist = brute_force(queries, database, k + 1,
+                          self_indices=self_indices)[1][:, -1]
+  untied = next_dist > want_dist[:, -1] + 1e-3
+  for a, b in zip(got[untied], want[untied]):
+    assert set(a) == set(b)
+
+
+@pytest.mark.parametrize("search", ["exact", "approx"])
+def test_blocked_knn_with_ties_equals_brute_force(search):
+  # Integer points on a small grid: many equal distances, across chunks of
+  # 16 and groups of 4 (a padded last chunk).
+  x = RNG.integers(0, 4, (157, 3)).astype(np.float32)
+  got, dist = knn.knn(x, 5, exclude_self=True, block_size=16, chunk_size=16,
+                      group_size=4, search=search, progress=False)
+  assert_neighbours_of_brute_force(got, dist, x, x, 5, np.arange(157))
+  queries = RNG.integers(0, 4, (29, 3)).astype(np.float32)
+  got, dist = knn.knn(x, 5, queries=queries, block_size=16, chunk_size=16,
+                      group_size=4, search=search, progress=False)
+  assert_neighbours_of_brute_force(got, dist, queries, x, 5)
+
+
+def test_approx_search_recall_is_one_off_tpu():
+  # approx_max_k falls back to an exact top-k on CPU and GPU, so "approx"
+  # finds exactly the exact search's neighbours there (recall 1.0).
+  import jax  # pylint: disable=g-import-not-at-top
+  x = RNG.standard_normal((300, 8)).astype(np.float32)
+  exact, _ = knn.knn(x, 5, progress=False)
+  approx, _ = knn.knn(x, 5, progress=False, search="approx")
+  if jax.default_backend() == "tpu":
+    pytest.skip("on TPU approx_max_k is approximate; the benchmark reports "
+                "its recall")
+  assert benchmark_index.recall(approx, exact) == 1.0
+  np.testing.assert_array_equal(approx, exact)
+  with pytest.raises(ValueError, match=r"search='fast'"):
+    knn.knn(x, 5, progress=False, search="fast")
+
+
 def test_kmeans_converged_assignments_are_nearest_centres_and_means():
   centres = np.array([[0, 0], [6, 0], [0, 6], [6, 6]], np.float32)
   x = (centres[RNG.integers(0, 4, 300)] +
@@ -236,6 +336,12 @@ def test_index_returns_each_rows_neighbours_nearest_first(digits,
     np.testing.assert_allclose(index.distances[name], found, rtol=1e-4,
                                atol=1e-3)
     assert np.all(np.diff(index.distances[name], axis=1) >= 0)
+
+
+def test_approx_search_is_recorded_in_the_settings(digits):
+  exact = index_lib.settings_of(digits, neighbour_config())
+  approx = index_lib.settings_of(digits, neighbour_config(search="approx"))
+  assert "search" not in exact and approx["search"] == "approx"
 
 
 def test_index_is_saved_and_reloaded(digits, saved_index):

@@ -15,6 +15,9 @@ Subcommands:
        (`faiss_knn.py`, needs `pip install faiss-cpu`, not a requirement of
        nbflows). Also reports the peak resident memory of the process and,
        for contrast, the size an N x N float32 distance matrix would take.
+  index    the neighbour index (PCA(99%) + exact kNN) of synthetic uint8
+           images at a dataset's shape (`train.benchmark_index`):
+           seconds per phase, kept dimension, peak RSS.
   train    training throughput (images/s) of the peer's RealNVP
            (`--arch conv|mlp`, peer torch_realnvp.py with `--vs-peer`) or of
            a library model (`--model ncl|nct|rnvp --data digits|mnist5k`,
@@ -30,6 +33,7 @@ Subcommands:
   python -m train.benchmark train --arch conv --steps 5 --rounds 3 --vs-peer
   python -m train.benchmark train --model ncl --data mnist5k
   python -m train.benchmark compile --arch conv
+  python -m train.benchmark index --dataset-shape 202599,12288
 See PERFORMANCE.md for the figures and what each optimisation changed.
 """
 from __future__ import annotations
@@ -49,6 +53,7 @@ import numpy as np
 
 from nbflows.bijectors import couplers
 from train import benchmark_flows
+from train import benchmark_index
 from train import benchmark_models
 from train import benchmark_resume
 from train.benchmark_flows import PEER_DIR
@@ -216,6 +221,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   knn_parser.add_argument("--vs-peer", action="store_true",
                           help="also time faiss-flat on the same job")
   knn_parser.set_defaults(run=knn_job)
+  benchmark_index.add_index_job(jobs)
   _add_flow_jobs(jobs)
   benchmark_resume.add_resume_job(jobs)
 

@@ -106,7 +106,7 @@ def settings_of(splits: sources.Splits, config: Any,
   Args:
     splits: the data (its dataset name is recorded).
     config: `config.neighbours` (fields k, same_class, exclude_self,
-      pca_variance, kind, num_clusters, num_prototypes).
+      pca_variance, kind, num_clusters, num_prototypes, search).
     features_name: the name of the feature hook's embedding, or None for PCA.
 
   Returns:
@@ -124,6 +124,11 @@ def settings_of(splits: sources.Splits, config: Any,
   if config.kind == "knn":
     settings.update(k=int(config.k), same_class=bool(config.same_class),
                     exclude_self=bool(config.exclude_self))
+    # Recorded only when not exact, so exact indices saved before the
+    # option existed still load.
+    search = config.get("search", "exact")
+    if search != "exact":
+      settings["search"] = search
   else:
     settings.update(num_clusters=int(config.num_clusters),
                     num_prototypes=int(config.num_prototypes))
@@ -211,7 +216,8 @@ def _build_knn(splits, feats, config, common, progress) -> NeighbourIndex:
         feats["train"], int(config.k), queries=queries,
         database_labels=labels["train"] if same_class else None,
         query_labels=labels[name] if same_class else None,
-        exclude_self=bool(config.exclude_self), progress=progress)
+        exclude_self=bool(config.exclude_self), progress=progress,
+        search=config.get("search", "exact"))
   return NeighbourIndex(kind="knn", k=int(config.k), neighbours=neighbours,
                         distances=distances, **common)
 

@@ -26,6 +26,14 @@ Query blocks are spread over all of JAX's devices (`jax.shard_map`); the
 database is replicated. Memory per device is O(block (N / g + k g D) +
 block chunk), independent of the number of queries.
 
+`search="approx"` scores each query block against the whole database at
+once and keeps `jax.lax.approx_max_k(scores, k, recall_target)`, which TPUs
+fuse with the product (the reduction is the expensive part there). On CPU
+and GPU `approx_max_k` falls back to an exact top-k, so "approx" returns the
+exact neighbours there (recall 1.0, tested); its recall on a TPU is the
+`recall_target` XLA aims for, not measured here. Its memory is
+O(block N) per device.
+
 Example:
   >>> import numpy as np
   >>> from nbflows.neighbours import knn
@@ -48,13 +56,15 @@ from jax.sharding import Mesh, PartitionSpec
 
 # Squared norm given to padding points: far from everything, and finite.
 _FAR = 1e30
+SEARCHES = ("exact", "approx")
 
 
 def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
         database_labels: Optional[np.ndarray] = None,
         query_labels: Optional[np.ndarray] = None, exclude_self: bool = True,
         block_size: int = 256, chunk_size: int = 2048, group_size: int = 16,
-        progress: bool = True, devices: Optional[Sequence[jax.Device]] = None
+        progress: bool = True, devices: Optional[Sequence[jax.Device]] = None,
+        search: str = "exact", recall_target: float = 0.95
         ) -> Tuple[np.ndarray, np.ndarray]:
   """The k nearest database points of each query, exactly.
 
@@ -75,6 +85,9 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
     group_size: g, database points per group in the first stage.
     progress: show a tqdm progress bar.
     devices: JAX devices to spread the query blocks over (default: all).
+    search: "exact" (two stages, above) or "approx" (`lax.approx_max_k`,
+      for TPUs; exact on CPU and GPU).
+    recall_target: the recall "approx" asks of `approx_max_k`.
 
   Returns:
     `(indices, distances)`: int32 `[Q, k]` indices into `database` and
@@ -83,8 +96,10 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   Raises:
     ValueError: for mismatched shapes, or if some query has fewer than `k`
       eligible database points (same label, itself excluded); the message
-      names both numbers.
+      names both numbers; for an unknown `search`.
   """
+  if search not in SEARCHES:
+    raise ValueError(f"search={search!r}; expected one of {SEARCHES}")
   database = np.asarray(database, np.float32)
   self_join = queries is None
   queries = database if self_join else np.asarray(queries, np.float32)
@@ -115,7 +130,10 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   group = min(group_size, chunk, 1 << ((capacity // kept).bit_length() - 1))
   q_largest = max(len(rows) for rows, _, _ in groups)
   block = min(block_size, _power_of_two(-(-q_largest // mesh.size)))
-  step = _search_step(mesh, block, chunk, group, k, kept)
+  if search == "approx":
+    step = _approx_step(mesh, block, k, float(recall_target))
+  else:
+    step = _search_step(mesh, block, chunk, group, k, kept)
 
   indices = np.zeros((len(queries), k), np.int32)
   distances = np.zeros((len(queries), k), np.float32)
@@ -222,6 +240,26 @@ def _search_step(mesh: Mesh, block: int, chunk: int, group: int, k: int,
     scores, j = lax.top_k(s.reshape(block, kept * group), k)
     return jnp.take_along_axis(index.reshape(block, -1), j, axis=1), scores
 
+  return _sharded(per_device, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _approx_step(mesh: Mesh, block: int, k: int, recall_target: float):
+  """`_search_step`'s signature, with `lax.approx_max_k` over all points."""
+
+  def per_device(q, own, points, norms, num_chunks):
+    del num_chunks                        # padding points score -1e30
+    s = 2.0 * (q @ points.T) - norms                                # [B, C]
+    index = jnp.arange(points.shape[0])
+    s = jnp.where(index == own[:, None], -jnp.inf, s)
+    scores, found = lax.approx_max_k(s, k, recall_target=recall_target)
+    return found.astype(jnp.int32), scores
+
+  return _sharded(per_device, mesh)
+
+
+def _sharded(per_device, mesh: Mesh):
+  """Jits a step over query blocks split across `mesh`, database replicated."""
   spec, replicated = PartitionSpec("devices"), PartitionSpec()
   return jax.jit(jax.shard_map(
       per_device, mesh=mesh,
