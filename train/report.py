@@ -259,23 +259,25 @@ def novelty_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 
 def plot(tables: Mapping[str, Sequence[Mapping[str, Any]]],
          path: str) -> None:
-  """Bits/dim (conditional and marginal) and Frechet distance per model."""
+  """Bits/dim and Frechet distance per model; error bars: sd over seeds."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(len(tables), 2, squeeze=False,
                            figsize=(10, 3.2 * len(tables)))
   for (dataset, rows), (left, right) in zip(tables.items(), axes):
-    names = [row["model"] for row in rows]
+    names = [NAMES.get(row.get("row"), row["model"]) for row in rows]
     position = np.arange(len(rows))
     for offset, key, label in ((-0.2, "test_bpd", "conditional"),
                                (0.2, "test_marginal_bpd", "marginal (eq. 4)")):
       left.bar(position + offset, [row.get(key, np.nan) for row in rows],
-               0.4, label=label)
+               0.4, label=label,
+               yerr=[row.get(f"{key}_sd", 0.0) for row in rows])
     left.set(xticks=position, xticklabels=names, ylabel="test bits/dim",
              title=dataset)
     left.legend(fontsize=8)
-    right.bar(position, [row.get("frechet_distance", np.nan) for row in rows])
+    right.bar(position, [row.get("frechet_distance", np.nan) for row in rows],
+              yerr=[row.get("frechet_distance_sd", 0.0) for row in rows])
     right.set(xticks=position, xticklabels=names,
               ylabel="Frechet distance (classifier features)", title=dataset)
   fig.tight_layout()
@@ -336,15 +338,15 @@ def report(workdir_root: str, datasets: Sequence[str],
       tables[dataset].append(cell)
     wall_times[dataset] = time.time() - start
   wall_times["total"] = time.time() - start_all
-  markdown = report_markdown(tables, wall_times, seeds,
-                             novelty_results(workdir_root), command)
+  novelty = novelty_results(workdir_root)
+  markdown = report_markdown(tables, wall_times, seeds, novelty, command)
   os.makedirs(workdir_root, exist_ok=True)
   plot(tables, os.path.join(workdir_root, "report.png"))
   with open(os.path.join(workdir_root, "report.md"), "w") as f:
     f.write(markdown)
   results = {"command": command, "seeds": list(seeds or []),
              "tables": tables, "wall_time_s": wall_times,
-             "novelty": novelty_results(workdir_root), "markdown": markdown}
+             "novelty": novelty, "markdown": markdown}
   with open(os.path.join(workdir_root, "report.json"), "w") as f:
     json.dump(results, f, indent=2)
   return results
