@@ -24,6 +24,12 @@ run one conditional pass per (x, row) pair.
 The same function marginalises a label-conditioned model (CC-RNVP) over the
 training labels: p(x) = sum_c (n_c / N) p(x | c).
 
+`marginal_over_training_set` picks the route for a trained model and
+names it ("exact" or "sampled"); a sampled result carries the terms of its
+delta-method standard error (`sampled_bpd_stderr`), and
+`sampled_minus_exact` measures the sampled estimator's bias (Jensen:
+E log p^ <= log p) against the exact sum on the same points.
+
 Results are log-densities in nats of data units (`x` = uint8 + u, as
 everywhere in nbflows); `marginal_bits_per_dim` converts them to bits per
 dimension of the discrete data.
@@ -297,6 +303,64 @@ def _log_mean_exp(log_probs: np.ndarray, log_weights: np.ndarray) -> np.ndarray:
   return top + np.log(np.exp(terms - top).sum(axis=0))
 
 
+def _chosen_rows(conditions: Conditions, num_neighbourhoods: Optional[int],
+                 key: Optional[Array]) -> Tuple[np.ndarray, np.ndarray]:
+  """(rows, log weights): every distinct row (exact) or M drawn (sampled)."""
+  total = num_rows(conditions)
+  if num_neighbourhoods is None:
+    return unique_rows(conditions)
+  if not 1 <= num_neighbourhoods <= total:
+    raise ValueError(f"num_neighbourhoods={num_neighbourhoods}; expected 1 "
+                     f"to the {total} training conditions")
+  if key is None:
+    raise ValueError("num_neighbourhoods is set but key is None; the M "
+                     "rows are drawn at random")
+  if isinstance(conditions, Neighbourhoods) and conditions.counts is not None:
+    raise ValueError("the sampled estimate draws rows uniformly; pass one "
+                     "row per training point (counts=None)")
+  rows = np.asarray(jax.random.choice(key, total, (num_neighbourhoods,),
+                                      replace=False))
+  return rows, np.full(num_neighbourhoods, -np.log(num_neighbourhoods))
+
+
+def _marginal_and_ratios(model: base.Model, params, x: Array,
+                         conditions: Conditions, num_neighbourhoods, key,
+                         batch_size: int = 128, block_size: int = 32
+                         ) -> Tuple[np.ndarray, np.ndarray]:
+  """(log p(x) [B], r [R]) with r_j = (1/B) sum_b p(x_b | row j) / p(x_b).
+
+  r are the per-row terms of the delta method (`sampled_bpd_stderr`).
+  """
+  x = np.asarray(x)
+  if np.issubdtype(x.dtype, np.integer):
+    raise ValueError(f"x has dtype {x.dtype}; expected data units (integer "
+                     "levels plus uniform noise), e.g. "
+                     "nbflows.bijectors.uniform_dequantise(key, x)")
+  model.check_x(x)
+  _check_conditions(model, conditions)
+  rows, log_weights = _chosen_rows(conditions, num_neighbourhoods, key)
+  batch_size = min(batch_size, len(x))
+  block_size = min(block_size, len(rows))
+  if is_ncl(model):
+    statistics = ncl_statistics(model, params, conditions, rows)
+    matrix: Callable[[np.ndarray], np.ndarray] = functools.partial(
+        _ncl_matrix, model, params, statistics=statistics,
+        block_size=min(8 * block_size, len(rows)))
+  else:
+    matrix = functools.partial(_conditional_matrix, model, params,
+                               conditions=conditions, rows=rows,
+                               block_size=block_size)
+  out, ratio_sums = [], np.zeros(len(rows))
+  for block in _batches(len(x), batch_size):
+    num = block.stop - block.start
+    log_probs = np.asarray(matrix(_padded(x[block], batch_size)),
+                           np.float64)[:, :num]                 # [R, b]
+    log_marginal = _log_mean_exp(log_probs, log_weights)
+    ratio_sums += np.exp(log_probs - log_marginal[None]).sum(axis=1)
+    out.append(log_marginal)
+  return np.concatenate(out), ratio_sums / len(x)
+
+
 def marginal_log_prob(model: base.Model, params, x: Array,
                       conditions: Conditions, *,
                       num_neighbourhoods: Optional[int] = None,
@@ -328,47 +392,48 @@ def marginal_log_prob(model: base.Model, params, x: Array,
       model, integer `x` (not dequantised), M outside [1, N], or M without
       a key.
   """
-  x = np.asarray(x)
-  if np.issubdtype(x.dtype, np.integer):
-    raise ValueError(f"x has dtype {x.dtype}; expected data units (integer "
-                     "levels plus uniform noise), e.g. "
-                     "nbflows.bijectors.uniform_dequantise(key, x)")
-  model.check_x(x)
-  _check_conditions(model, conditions)
-  total = num_rows(conditions)
-  if num_neighbourhoods is None:
-    rows, log_weights = unique_rows(conditions)
-  else:
-    if not 1 <= num_neighbourhoods <= total:
-      raise ValueError(f"num_neighbourhoods={num_neighbourhoods}; expected 1 "
-                       f"to the {total} training conditions")
-    if key is None:
-      raise ValueError("num_neighbourhoods is set but key is None; the M "
-                       "rows are drawn at random")
-    if isinstance(conditions, Neighbourhoods) and conditions.counts is not None:
-      raise ValueError("the sampled estimate draws rows uniformly; pass one "
-                       "row per training point (counts=None)")
-    rows = np.asarray(jax.random.choice(key, total, (num_neighbourhoods,),
-                                        replace=False))
-    log_weights = np.full(num_neighbourhoods, -np.log(num_neighbourhoods))
+  return _marginal_and_ratios(model, params, x, conditions,
+                              num_neighbourhoods, key, batch_size,
+                              block_size)[0]
 
-  batch_size = min(batch_size, len(x))
-  block_size = min(block_size, len(rows))
-  if is_ncl(model):
-    statistics = ncl_statistics(model, params, conditions, rows)
-    matrix: Callable[[np.ndarray], np.ndarray] = functools.partial(
-        _ncl_matrix, model, params, statistics=statistics,
-        block_size=min(8 * block_size, len(rows)))
-  else:
-    matrix = functools.partial(_conditional_matrix, model, params,
-                               conditions=conditions, rows=rows,
-                               block_size=block_size)
-  out = []
-  for block in _batches(len(x), batch_size):
-    points = _padded(x[block], batch_size)
-    out.append(_log_mean_exp(matrix(points), log_weights)
-               [:block.stop - block.start])
-  return np.concatenate(out)
+
+def sampled_bpd_stderr(row_ratios: np.ndarray, num_total: int,
+                       num_dims: int) -> float:
+  """Standard error of the sampled mean marginal bits/dim, by the delta method.
+
+  The sampled estimate of the mean over B test points is
+  T = -(1/(B D ln 2)) sum_b log p^(x_b), p^(x_b) = (1/M) sum_j p(x_b | N_j),
+  with the same M rows, drawn uniformly without replacement from N, for
+  every x_b. Linearising log p^ around the exact p(x_b),
+  T ~= T_exact - (1/(D ln 2)) (mean_j r_j - 1) with
+  r_j = (1/B) sum_b p(x_b | N_j) / p(x_b), so
+
+    s.e.(T) = sqrt((1 - M/N) s_r^2 / M) / (D ln 2),
+
+  s_r^2 the sample variance (ddof 1) of the r_j, p(x_b) estimated by
+  p^(x_b), and (1 - M/N) the finite-population correction (0 when M = N:
+  the sum is then exact). It is the spread of the estimate over the draw of
+  the M rows, the test points held fixed; the bias of order 1/M (Jensen:
+  E log p^ <= log p) is not in it.
+
+  Args:
+    row_ratios: [M] the r_j (`TrainingSetMarginal.row_ratios`).
+    num_total: N, the rows they were drawn from.
+    num_dims: D.
+
+  Returns:
+    The standard error in bits/dim; NaN for M < 2.
+
+  Example:
+    >>> round(sampled_bpd_stderr(np.array([0.5, 1.5]), 4, 1), 4)
+    0.5101
+  """
+  row_ratios = np.asarray(row_ratios, np.float64)
+  m = len(row_ratios)
+  if m < 2:
+    return float("nan")
+  variance = (1.0 - m / num_total) * np.var(row_ratios, ddof=1) / m
+  return float(np.sqrt(max(variance, 0.0)) / (num_dims * math.log(2.0)))
 
 
 class TrainingSetMarginal(NamedTuple):
@@ -376,11 +441,34 @@ class TrainingSetMarginal(NamedTuple):
 
   Attributes:
     log_prob: float64 [B] log p(x) in nats.
-    method: how it was computed, e.g. "exact over 1293 neighbourhoods" or
-      "sampled, M=100 of 1293 neighbourhoods".
+    method: the estimator: "exact", "sampled" or "unconditional".
+    description: e.g. "exact over 1293 neighbourhoods" or "sampled, M=100
+      of 1293 neighbourhoods".
+    num_neighbourhoods: conditions summed: the distinct neighbourhoods (or
+      labels) for "exact", M for "sampled"; None for "unconditional".
+    num_total: N, the training rows eq. 4 averages over.
+    row_ratios: "sampled": [M] the delta method's r_j
+      (`sampled_bpd_stderr`); otherwise None.
   """
   log_prob: np.ndarray
   method: str
+  description: str = ""
+  num_neighbourhoods: Optional[int] = None
+  num_total: Optional[int] = None
+  row_ratios: Optional[np.ndarray] = None
+
+  def stderr_bpd(self, num_dims: int) -> Optional[float]:
+    """The sampled estimate's standard error in bits/dim; None if exact."""
+    if self.row_ratios is None:
+      return None
+    return sampled_bpd_stderr(self.row_ratios, self.num_total, num_dims)
+
+
+def exact_route(model: base.Model, neighbour_index=None,
+                exact: bool = False) -> bool:
+  """Whether `marginal_over_training_set` sums eq. 4 exactly (see there)."""
+  return (exact or model.condition_kind == "label" or is_ncl(model) or
+          getattr(neighbour_index, "kind", "knn") == "kmeans")
 
 
 def marginal_over_training_set(model: base.Model, params, x: Array,
@@ -388,12 +476,14 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
                                num_neighbourhoods: int = 100,
                                key: Optional[Array] = None,
                                exact: bool = False,
-                               **kwargs) -> TrainingSetMarginal:
+                               batch_size: int = 128,
+                               block_size: int = 32) -> TrainingSetMarginal:
   """Eq. 4 against a training split, by the cheapest faithful route.
 
     * label model (CC-RNVP): exact over the training labels;
     * NCL, or any neighbourhood model with a k-means index (App. B.5):
-      exact over every training neighbourhood;
+      exact over every training neighbourhood (k-means: over the clusters,
+      each weighted by its count);
     * other neighbourhood models (NCT with kNN): sampled with
       M = `num_neighbourhoods` (App. B.3; at most N), or exact over all N
       with ``exact=True`` (N conditional passes per point).
@@ -409,10 +499,11 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
     num_neighbourhoods: M for the sampled route.
     key: PRNG key for the sampled route.
     exact: sum over every neighbourhood whatever the model.
-    **kwargs: `batch_size`, `block_size` of `marginal_log_prob`.
+    batch_size, block_size: as `marginal_log_prob`.
 
   Returns:
-    `TrainingSetMarginal(log_prob [B], method)`.
+    `TrainingSetMarginal`; for the sampled route with `row_ratios`, so that
+    `result.stderr_bpd(model.num_dims)` is its standard error.
 
   Example (in an evaluator, after training)::
 
@@ -423,27 +514,104 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
     test_marginal_bpd = float(to_bits_per_dim(result.log_prob,
                                               model.num_dims).mean())
   """
+  conditions, noun = _training_conditions(model, train, neighbour_index)
+  sizes = dict(batch_size=batch_size, block_size=block_size)
+  if exact_route(model, neighbour_index, exact):
+    return _estimate(model, params, x, conditions, noun, None, None, sizes)
+  return _estimate(model, params, x, conditions, noun, num_neighbourhoods,
+                   key, sizes)
+
+
+def _training_conditions(model: base.Model, train, neighbour_index
+                         ) -> Tuple[Conditions, str]:
+  """The N rows of eq. 4 (training labels or neighbourhoods), and a noun."""
   if model.condition_kind == "label":
-    labels = np.asarray(train.labels)
-    return TrainingSetMarginal(
-        marginal_log_prob(model, params, x, labels, **kwargs),
-        f"exact over {len(np.unique(labels))} labels")
+    return np.asarray(train.labels), "labels"
   if neighbour_index is None:
     raise ValueError(f"model {model.name!r} conditions on neighbourhoods; "
                      "pass the neighbour index it was trained with")
-  conditions = Neighbourhoods(train.images, neighbour_index.neighbours["train"])
+  kmeans = getattr(neighbour_index, "kind", "knn") == "kmeans"
+  return (Neighbourhoods(train.images, neighbour_index.neighbours["train"]),
+          "k-means neighbourhoods" if kmeans else "neighbourhoods")
+
+
+def _estimate(model, params, x, conditions, noun, num_neighbourhoods, key,
+              sizes) -> TrainingSetMarginal:
+  """Exact (num_neighbourhoods None) or sampled with min(M, N) rows."""
   total = num_rows(conditions)
-  if exact or is_ncl(model) or getattr(neighbour_index, "kind",
-                                       "knn") == "kmeans":
+  if num_neighbourhoods is None:
     distinct = len(unique_rows(conditions)[0])
-    return TrainingSetMarginal(
-        marginal_log_prob(model, params, x, conditions, **kwargs),
-        f"exact over {distinct} neighbourhoods")
+    log_prob, _ = _marginal_and_ratios(model, params, x, conditions, None,
+                                       None, **sizes)
+    return TrainingSetMarginal(log_prob, "exact",
+                               f"exact over {distinct} {noun}", distinct,
+                               total)
   m = min(num_neighbourhoods, total)
-  return TrainingSetMarginal(
-      marginal_log_prob(model, params, x, conditions, num_neighbourhoods=m,
-                        key=key, **kwargs),
-      f"sampled, M={m} of {total} neighbourhoods")
+  log_prob, ratios = _marginal_and_ratios(model, params, x, conditions, m,
+                                          key, **sizes)
+  return TrainingSetMarginal(log_prob, "sampled",
+                             f"sampled, M={m} of {total} {noun}", m, total,
+                             ratios)
+
+
+class SampledMinusExact(NamedTuple):
+  """`sampled_minus_exact`'s result: the sampled estimator's bias measured.
+
+  Attributes:
+    sampled: the sampled estimate (M rows).
+    exact: the exact sum over every training neighbourhood.
+    difference_bpd: mean over the test points of sampled minus exact
+      bits/dim (Jensen: positive in expectation).
+    difference_stderr_bpd: its standard error (see `sampled_minus_exact`).
+  """
+  sampled: TrainingSetMarginal
+  exact: TrainingSetMarginal
+  difference_bpd: float
+  difference_stderr_bpd: float
+
+
+def sampled_minus_exact(model: base.Model, params, x: Array, train,
+                        neighbour_index, *, num_neighbourhoods: int,
+                        key: Array, **kwargs) -> SampledMinusExact:
+  """The sampled marginal (App. B.3) against the exact one on the same x.
+
+  The difference d = T_sampled - T_exact of the mean bits/dim has two
+  sources of spread, added in quadrature for its standard error:
+  the draw of the M rows (`sampled_bpd_stderr`; T_exact does not depend
+  on it) and the test points (std of the per-point differences / sqrt(B)).
+
+  Args:
+    model: a neighbourhood model.
+    params: its parameters.
+    x: [B, *event] test points in data units.
+    train: the training split.
+    neighbour_index: the index the model was trained with.
+    num_neighbourhoods: M.
+    key: PRNG key of the M rows (the same key gives
+      `marginal_over_training_set`'s sampled rows).
+    **kwargs: `batch_size`, `block_size`.
+
+  Returns:
+    `SampledMinusExact`.
+
+  Raises:
+    ValueError: for a model that does not condition on neighbourhoods.
+  """
+  if model.condition_kind != "neighbours":
+    raise ValueError(f"model {model.name!r} has condition kind "
+                     f"{model.condition_kind!r}; the sampled estimate "
+                     "exists for neighbourhood models only")
+  conditions, noun = _training_conditions(model, train, neighbour_index)
+  exact = _estimate(model, params, x, conditions, noun, None, None, kwargs)
+  sampled = _estimate(model, params, x, conditions, noun, num_neighbourhoods,
+                      key, kwargs)
+  differences = (to_bits_per_dim(sampled.log_prob, model.num_dims) -
+                 to_bits_per_dim(exact.log_prob, model.num_dims))    # [B]
+  over_points = (np.std(differences, ddof=1) / math.sqrt(len(differences))
+                 if len(differences) > 1 else 0.0)
+  over_rows = sampled.stderr_bpd(model.num_dims)
+  return SampledMinusExact(sampled, exact, float(np.mean(differences)),
+                           float(math.hypot(over_rows, over_points)))
 
 
 def to_bits_per_dim(log_prob: Array, num_dims: int) -> Array:

@@ -14,7 +14,9 @@ from configs import ncl_digits
 from configs import ncl_pool_digits
 from configs import nct_digits
 from nbflows import marginal
+from nbflows.data import sources
 from nbflows.models import registry
+from train import requested_metrics
 
 EVENT = (8, 8, 1)
 NUM_TRAIN, K, NUM_ROWS, B = 10, 3, 8, 5
@@ -162,3 +164,193 @@ def test_invalid_requests_raise():
   with pytest.raises(ValueError, match=r"shape \(8, 2\); expected \[N, 3\]"):
     marginal.marginal_log_prob(model, params, x, marginal.Neighbourhoods(
         images, rows[:, :2]))
+
+
+# ------------------------------------------- routes, standard errors, bias
+class FakeIndex:
+  """The two attributes of a NeighbourIndex that eq. 4 reads."""
+
+  def __init__(self, kind, train_rows, **other_splits):
+    self.kind = kind
+    self.neighbours = {"train": train_rows, **other_splits}
+
+
+class FakeTrain:
+
+  def __init__(self, images):
+    self.images = images
+    self.labels = np.zeros(len(images), np.int32)
+
+
+def bits(log_prob):
+  return -np.asarray(log_prob) / (64 * np.log(2.0))
+
+
+def row_matrix(model, params, x, conditions, rows):
+  """[len(rows), B] log p(x_b | row j), one log_prob call per row."""
+  return np.stack([brute_force(model, params, x, conditions, [row],
+                               np.zeros(1)) for row in rows])
+
+
+def test_routes_name_their_estimator_and_exact_is_the_hand_log_mean_exp():
+  images, rows, x = data()
+  train = FakeTrain(images)
+  conditions = marginal.Neighbourhoods(images, rows)
+  nct, nct_params = setup(nct_digits)
+  by_hand = special.logsumexp(
+      row_matrix(nct, nct_params, x, conditions, range(NUM_ROWS)),
+      axis=0) - np.log(NUM_ROWS)
+  exact = marginal.marginal_over_training_set(
+      nct, nct_params, x, train, FakeIndex("knn", rows), exact=True)
+  assert (exact.method, exact.num_neighbourhoods) == ("exact", NUM_ROWS)
+  assert exact.description == f"exact over {NUM_ROWS} neighbourhoods"
+  assert exact.stderr_bpd(64) is None
+  np.testing.assert_allclose(exact.log_prob, by_hand, rtol=1e-5, atol=2e-3)
+  sampled = marginal.marginal_over_training_set(
+      nct, nct_params, x, train, FakeIndex("knn", rows), num_neighbourhoods=3,
+      key=jax.random.key(0))
+  assert (sampled.method, sampled.num_neighbourhoods) == ("sampled", 3)
+  assert sampled.description == f"sampled, M=3 of {NUM_ROWS} neighbourhoods"
+  ncl_model, ncl_params = setup(ncl_digits, scale=0.2)
+  assert marginal.marginal_over_training_set(
+      ncl_model, ncl_params, x, train, FakeIndex("knn", rows)).method == "exact"
+
+
+def test_kmeans_index_is_exact_over_clusters_weighted_by_their_counts():
+  # App. B.5: every member of a cluster has its cluster's prototypes, so
+  # eq. 4 is sum_c (n_c / N) p(x | N_c), chosen without being asked.
+  model, params = setup(nct_digits)
+  images, rows, x = data()
+  members = np.repeat(rows[:3], [5, 2, 1], axis=0)        # N = 8 points
+  result = marginal.marginal_over_training_set(
+      model, params, x, FakeTrain(images), FakeIndex("kmeans", members),
+      num_neighbourhoods=2, key=jax.random.key(0))
+  assert (result.method, result.num_neighbourhoods, result.num_total) == (
+      "exact", 3, 8)
+  assert result.description == "exact over 3 k-means neighbourhoods"
+  matrix = row_matrix(model, params, x,
+                      marginal.Neighbourhoods(images, rows), range(3))
+  expected = special.logsumexp(
+      matrix + np.log(np.array([5, 2, 1]) / 8)[:, None], axis=0)
+  np.testing.assert_allclose(result.log_prob, expected, rtol=1e-5, atol=2e-3)
+
+
+def test_sampled_stderr_is_the_delta_method_over_the_drawn_rows():
+  model, params = setup(nct_digits)
+  images, rows, x = data()
+  key, m = jax.random.key(3), 4
+  result = marginal.marginal_over_training_set(
+      model, params, x, FakeTrain(images), FakeIndex("knn", rows),
+      num_neighbourhoods=m, key=key)
+  drawn = np.asarray(jax.random.choice(key, NUM_ROWS, (m,), replace=False))
+  matrix = row_matrix(model, params, x, marginal.Neighbourhoods(images, rows),
+                      drawn)                                     # [M, B]
+  log_p = special.logsumexp(matrix, axis=0) - np.log(m)
+  np.testing.assert_allclose(result.log_prob, log_p, rtol=1e-5, atol=2e-3)
+  ratios = np.exp(matrix - log_p).mean(axis=1)                   # r_j
+  expected = np.sqrt((1 - m / NUM_ROWS) * ratios.var(ddof=1) / m) / (
+      64 * np.log(2))
+  assert result.stderr_bpd(64) == pytest.approx(expected, rel=1e-3)
+  assert expected > 1e-4                      # the rows do differ
+  # Every row drawn: the estimate is exact and so is its standard error.
+  every = marginal.marginal_over_training_set(
+      model, params, x, FakeTrain(images), FakeIndex("knn", rows),
+      num_neighbourhoods=NUM_ROWS, key=key)
+  assert every.stderr_bpd(64) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_delta_method_stderr_matches_the_spread_over_row_draws():
+  # Pure numpy: N = 300 rows, B = 30 points, M = 150 drawn without
+  # replacement 2,000 times. The spread of the mean bits/dim over draws is
+  # the delta method's (with the finite-population factor sqrt(1 - M/N) =
+  # 0.71; without it the two would differ by 41%).
+  rng = np.random.default_rng(0)
+  n, b, m, d = 300, 30, 150, 64
+  log_probs = (rng.normal(0, 1.0, (n, 1)) + rng.normal(0, 0.5, (n, b))
+               - 100.0)
+  estimates, stderrs = [], []
+  for _ in range(2000):
+    rows = rng.choice(n, m, replace=False)
+    log_p = special.logsumexp(log_probs[rows], axis=0) - np.log(m)
+    estimates.append(bits(log_p).mean())
+    stderrs.append(marginal.sampled_bpd_stderr(
+        np.exp(log_probs[rows] - log_p).mean(axis=1), n, d))
+  assert np.mean(stderrs) == pytest.approx(np.std(estimates), rel=0.1)
+  assert marginal.sampled_bpd_stderr(np.ones(1), n, d) != \
+      marginal.sampled_bpd_stderr(np.ones(1), n, d)          # NaN for M = 1
+
+
+def test_sampled_minus_exact_on_the_same_points():
+  model, params = setup(nct_digits)
+  images, rows, x = data()
+  key, m = jax.random.key(5), 3
+  train, index = FakeTrain(images), FakeIndex("knn", rows)
+  result = marginal.sampled_minus_exact(model, params, x, train, index,
+                                        num_neighbourhoods=m, key=key)
+  # The same rows as the sampled route of marginal_over_training_set.
+  sampled = marginal.marginal_over_training_set(
+      model, params, x, train, index, num_neighbourhoods=m, key=key)
+  np.testing.assert_allclose(result.sampled.log_prob, sampled.log_prob,
+                             rtol=1e-12)
+  assert result.exact.method == "exact" and result.sampled.method == "sampled"
+  differences = bits(result.sampled.log_prob) - bits(result.exact.log_prob)
+  assert result.difference_bpd == pytest.approx(differences.mean())
+  assert abs(result.difference_bpd) > 1e-4
+  expected = np.hypot(sampled.stderr_bpd(64),
+                      differences.std(ddof=1) / np.sqrt(B))
+  assert result.difference_stderr_bpd == pytest.approx(expected)
+  ccrnvp, ccrnvp_params = setup(ccrnvp_digits)
+  with pytest.raises(ValueError, match="neighbourhood models only"):
+    marginal.sampled_minus_exact(ccrnvp, ccrnvp_params, x, train, index,
+                                 num_neighbourhoods=m, key=key)
+
+
+def test_eval_json_marginal_entries_name_the_estimator_and_measure_bias():
+  model, params = setup(nct_digits)
+  images, _, _ = data()
+  rng = np.random.default_rng(1)
+  labels = np.zeros(NUM_TRAIN, np.int32)
+  splits = sources.Splits(
+      sources.Split(images, labels), sources.Split(images[:2], labels[:2]),
+      sources.Split(images[:B], labels[:B]), sources.dataset_info("digits"))
+  index = FakeIndex("knn", np.stack([
+      rng.choice(NUM_TRAIN, K, replace=False) for _ in range(NUM_TRAIN)]),
+                    test=np.stack([rng.choice(NUM_TRAIN, K, replace=False)
+                                   for _ in range(B)]))
+  config = nct_digits.get_config("quick")
+  config.eval.marginal_neighbourhoods = 4
+
+  def results(*metrics):
+    return requested_metrics.requested_results(
+        model, params, config, splits, index, {"bpd": np.zeros(B)}, metrics)
+
+  sampled = results("marginal_bpd")
+  assert sampled["marginal_method"] == "sampled"
+  assert sampled["marginal_num_neighbourhoods"] == 4
+  assert sampled["marginal_description"] == "sampled, M=4 of 10 neighbourhoods"
+  assert sampled["test_marginal_bpd_stderr"] > 0
+  both = results("marginal_bpd", "marginal_bias")
+  # The same M rows and points: the sampled entries agree.
+  assert both["test_marginal_bpd"] == pytest.approx(
+      both["test_marginal_bpd_sampled"], rel=1e-12)
+  assert both["test_marginal_bpd_stderr"] == pytest.approx(
+      both["test_marginal_bpd_sampled_stderr"], rel=1e-12)
+  assert both["test_marginal_bpd"] == pytest.approx(
+      sampled["test_marginal_bpd"], rel=1e-12)
+  assert both["marginal_sampled_neighbourhoods"] == 4
+  assert both["marginal_sampled_minus_exact_bpd"] == pytest.approx(
+      both["test_marginal_bpd_sampled"] - both["test_marginal_bpd_exact"])
+  assert "test_marginal_bpd_exact_stderr" not in both
+  with config.unlocked():
+    config.eval.exact_marginal = True
+  exact = results("marginal_bpd")
+  assert exact["marginal_method"] == "exact"
+  assert exact["marginal_num_neighbourhoods"] == NUM_TRAIN
+  assert "test_marginal_bpd_stderr" not in exact
+  assert exact["test_marginal_bpd"] == pytest.approx(
+      both["test_marginal_bpd_exact"], rel=1e-12)
+  ccrnvp, ccrnvp_params = setup(ccrnvp_digits)
+  with pytest.raises(ValueError, match="'marginal_bias' needs a neighbour"):
+    requested_metrics.requested_results(
+        ccrnvp, ccrnvp_params, config, splits, None, {"bpd": np.zeros(B)},
+        ("marginal_bias",))

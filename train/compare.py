@@ -144,12 +144,28 @@ def compare(specs: Sequence[str], overrides: Sequence[str],
   return rows
 
 
+def format_cell(row: Dict[str, Any], key: str, fmt: str = "{:.4f}") -> str:
+  """`row[key]` in `fmt`, "+- sd" if the row has `<key>_sd`; "n/a" if absent.
+
+  Example:
+    >>> format_cell({"test_bpd": 1.5, "test_bpd_sd": 0.25}, "test_bpd",
+    ...             "{:.2f}")
+    '1.50 +- 0.25'
+  """
+  if key not in row:
+    return "n/a"
+  sd = row.get(f"{key}_sd")
+  return fmt.format(row[key]) + ("" if sd is None else
+                                 " +- " + fmt.format(sd))
+
+
 def format_table(rows: Sequence[Dict[str, Any]],
                  columns: Sequence[Tuple[str, str, str]] = COLUMNS) -> str:
   """A Markdown table of rows: config, model, params, steps, `columns`.
 
   Parameter counts more than `PARAMETER_TOLERANCE` away from the first
-  row's are flagged "(!)"; a value a row lacks shows as "n/a".
+  row's are flagged "(!)"; a value a row lacks shows as "n/a", one with a
+  standard deviation `<key>_sd` as "mean +- sd" (`format_cell`).
 
   Example:
     >>> print(format_table([{"config": "a", "model": "rnvp",
@@ -169,8 +185,7 @@ def format_table(rows: Sequence[Dict[str, Any]],
     cells = [row["config"], row["model"],
              f"{row['num_params']:,} ({ratio:+.1%}){flag}",
              str(row["steps_trained"])]
-    cells += [fmt.format(row[key]) if key in row else "n/a"
-              for _, key, fmt in columns]
+    cells += [format_cell(row, key, fmt) for _, key, fmt in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

@@ -12,12 +12,17 @@ checkpoint_step (whose parameters were evaluated), num_params, metrics (the
 metric names evaluated), test_<name> for the mean over the test split of
 every per-example metric the model reports (`model.eval_metrics`, or
 `model.test_metrics` where the model has one, e.g. LGF's 1000-sample
-importance estimate): test_bpd for the flows, test_iwae for the VAEs; and
-the entries of each requested metric (bpd, iwae, log_likelihood,
-marginal_bpd, fd, prd), described and computed in `train.requested_metrics`
-(Frechet distance and PRD on an offline classifier's features in
-`train.sample_quality`). `config.eval.metrics` ("" = the model family's
-set) or `--metrics` choose them.
+importance estimate): test_bpd for the flows, test_iwae for the VAEs;
+for a neighbourhood model conditional_bpd_protocol (how test
+neighbourhoods were chosen: by default among training images of the test image's class, so the
+test label is used, as paper 1 App. B.2 does) and test_bpd_label_free (the
+same points with neighbourhoods searched among all training images,
+`label_free_results`); and the entries of each requested metric (bpd,
+iwae, log_likelihood, marginal_bpd, marginal_bias, fd, prd), described and
+computed in `train.requested_metrics` (Frechet distance and PRD on an
+offline classifier's features in `train.sample_quality`).
+`config.eval.metrics` ("" = the model family's set) or `--metrics` choose
+them.
 """
 from __future__ import annotations
 
@@ -62,9 +67,71 @@ def load_data(config: ml_collections.ConfigDict, model: model_base.Model
       test_fraction=config.data.test_fraction)
   index = None
   if model.condition_kind == "neighbours":
-    index = index_lib.build_or_load(splits, config.neighbours,
-                                    config.data_dir or None)
+    index = build_index(splits, config.neighbours, config)
   return splits, index
+
+
+def build_index(splits: sources.Splits,
+                neighbours: ml_collections.ConfigDict,
+                config: ml_collections.ConfigDict) -> index_lib.NeighbourIndex:
+  """The (cached) neighbour index of `neighbours` settings for a run."""
+  return index_lib.build_or_load(splits, neighbours, config.data_dir or None)
+
+
+def neighbourhood_protocol(neighbours: ml_collections.ConfigDict) -> str:
+  """How test neighbourhoods are chosen under `neighbours` settings.
+
+  Example:
+    >>> from configs import default
+    >>> neighbourhood_protocol(default.get_config().neighbours)
+    'same-class neighbourhoods (test labels used), paper 1 App. B.2'
+  """
+  if neighbours.kind == "kmeans":
+    return ("prototypes of the nearest k-means centre (test labels not "
+            "used), paper 1 App. B.5")
+  if neighbours.same_class:
+    return "same-class neighbourhoods (test labels used), paper 1 App. B.2"
+  return "nearest training images of any class (test labels not used)"
+
+
+def label_free_neighbours(neighbours: ml_collections.ConfigDict
+                          ) -> Optional[ml_collections.ConfigDict]:
+  """`neighbours` searching among all classes; None if no label is used."""
+  if neighbours.kind == "kmeans" or not neighbours.same_class:
+    return None
+  free = neighbours.copy_and_resolve_references()
+  free.same_class = False
+  return free
+
+
+def label_free_results(config: ml_collections.ConfigDict,
+                       model: model_base.Model, params: Any,
+                       splits: sources.Splits, mesh: sharding.Mesh,
+                       eval_step: Callable,
+                       test_bpd: np.ndarray) -> Dict[str, Any]:
+  """conditional_bpd_protocol and test_bpd_label_free of a neighbour model.
+
+  test_bpd_label_free scores the same dequantised test points with
+  neighbourhoods searched among all training images (an index with
+  same_class=False, built and cached like the run's); where the run's
+  neighbourhoods use no label it is test_bpd.
+
+  Args:
+    test_bpd: [N] the test split's bits/dim under the run's index.
+  """
+  results = {"conditional_bpd_protocol":
+             neighbourhood_protocol(config.neighbours)}
+  free = label_free_neighbours(config.neighbours)
+  if free is None:
+    results["test_bpd_label_free"] = float(np.mean(test_bpd))
+    return results
+  values = split_values(
+      model, params, pipeline.eval_iterator(
+          splits, build_index(splits, free, config), "test",
+          config.eval_batch_size),
+      mesh, config.eval_batch_size, config.seed, eval_step)
+  results["test_bpd_label_free"] = float(np.mean(values["bpd"]))
+  return results
 
 
 def selection_metric(model: model_base.Model) -> str:
@@ -254,6 +321,10 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
       "metrics": list(metrics),
       **{f"test_{name}": float(np.mean(v))
          for name, v in sorted(values.items())},
+      **(label_free_results(config, model, params, splits, mesh, eval_step,
+                            values["bpd"])
+         if model.condition_kind == "neighbours" and "bpd" in values
+         else {}),
       **requested_metrics.requested_results(model, params, config, splits,
                                             index, values, metrics),
   }
@@ -274,9 +345,13 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     os.replace(path + ".tmp", path)
     metric = "bpd" if "bpd" in values else selection_metric(model)
     marginal = results.get("test_marginal_bpd")
+    label_free = results.get("test_bpd_label_free")
     print(f"test {'bits/dim' if metric == 'bpd' else metric}: "
           f"{results['test_' + metric]:.4f}"
-          + (f", marginal bits/dim (eq. 4): {marginal:.4f}"
+          + (f" ({results['conditional_bpd_protocol']}; label-free "
+             f"{label_free:.4f})" if label_free is not None else "")
+          + (f", marginal bits/dim (eq. 4, {results['marginal_method']}): "
+             f"{marginal:.4f}"
              if marginal is not None and model.condition_kind != "none"
              else "")
           + f" (step {checkpoint_step}, {workdir})")

@@ -10,8 +10,23 @@ metric (`METRICS`):
     -bpd D ln 2, for LGF the importance-sampled estimate with
     `log_likelihood_samples` samples (paper 2, Sec. 5);
   * "marginal_bpd": test_marginal_bpd, eq. 4 of paper 1 on the same
-    dequantised test points (`nbflows.marginal.marginal_over_training_set`),
-    and marginal_method; for an unconditional model it is test_bpd;
+    dequantised test points (`nbflows.marginal.marginal_over_training_set`;
+    no test label is used), marginal_method naming the estimator ("exact",
+    "sampled", or "unconditional": then it is test_bpd),
+    marginal_description (e.g. "sampled, M=100 of 1294 neighbourhoods") and
+    marginal_num_neighbourhoods (the conditions summed: M, or the distinct
+    neighbourhoods, k-means clusters or labels); a sampled estimate adds
+    test_marginal_bpd_stderr, its standard error over the draw of the M
+    rows by the delta method (`nbflows.marginal.sampled_bpd_stderr`; the
+    test points held fixed);
+  * "marginal_bias" (neighbourhood models): the sampled estimate (M =
+    `config.eval.marginal_neighbourhoods`, the rows "marginal_bpd" draws)
+    and the exact sum over every training neighbourhood on the same test
+    points: test_marginal_bpd_sampled (+ _stderr), test_marginal_bpd_exact,
+    marginal_sampled_neighbourhoods (M), marginal_sampled_minus_exact_bpd
+    and its _stderr (row draw and test points in quadrature,
+    `nbflows.marginal.sampled_minus_exact`). NCT pays N conditional passes
+    per test point for the exact sum;
   * "fd", "prd": frechet_distance, prd_f8 (recall-like) and prd_f1_8
     (precision-like) of `config.eval.num_samples` samples against the test
     split, on the features of the offline classifier of
@@ -45,7 +60,8 @@ from nbflows.models import lgf
 from nbflows.models import vae
 from train import sample_quality
 
-METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "fd", "prd")
+METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "marginal_bias",
+           "fd", "prd")
 # Keys: fold_in(key(seed), salt) separates evaluation, sampling, marginal
 # and sample-quality randomness from training's (which splits key(seed)).
 EVAL_SALT, SAMPLE_SALT, MARGINAL_SALT, QUALITY_SALT = 1, 2, 3, 4
@@ -128,12 +144,64 @@ def marginal_on_test_split(
     log_prob = np.concatenate([
         np.asarray(model.log_prob(params, x[i:i + config.eval_batch_size]))
         for i in range(0, len(x), config.eval_batch_size)])
-    return marginal.TrainingSetMarginal(log_prob, "unconditional")
+    return marginal.TrainingSetMarginal(log_prob, "unconditional",
+                                        "unconditional: log p(x)")
   return marginal.marginal_over_training_set(
       model, params, x, splits.train, index,
       num_neighbourhoods=config.eval.marginal_neighbourhoods,
-      key=jax.random.fold_in(jax.random.key(config.seed), MARGINAL_SALT),
-      exact=config.eval.exact_marginal)
+      key=marginal_key(config), exact=config.eval.exact_marginal)
+
+
+def marginal_key(config: ml_collections.ConfigDict) -> jax.Array:
+  """The key of the sampled marginal's M rows."""
+  return jax.random.fold_in(jax.random.key(config.seed), MARGINAL_SALT)
+
+
+def marginal_results(result: marginal.TrainingSetMarginal, num_dims: int,
+                     name: str = "test_marginal_bpd") -> Dict[str, Any]:
+  """`name`, its estimator, and for a sampled estimate its standard error."""
+  results = {name: float(np.mean(marginal.to_bits_per_dim(result.log_prob,
+                                                         num_dims)))}
+  stderr = result.stderr_bpd(num_dims)
+  if stderr is not None:
+    results[name + "_stderr"] = stderr
+  return results
+
+
+def _marginal_entries(model: model_base.Model, params: Any,
+                      config: ml_collections.ConfigDict,
+                      splits: sources.Splits, index: Any,
+                      metrics: Sequence[str]) -> Dict[str, Any]:
+  """eval.json's "marginal_bpd" and "marginal_bias" entries (module doc)."""
+  x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
+      splits, index, "test", config.eval_batch_size)])
+  results: Dict[str, Any] = {}
+  result = None
+  if "marginal_bias" in metrics:
+    both = marginal.sampled_minus_exact(
+        model, params, x, splits.train, index,
+        num_neighbourhoods=config.eval.marginal_neighbourhoods,
+        key=marginal_key(config))
+    results.update(
+        **marginal_results(both.sampled, model.num_dims,
+                           "test_marginal_bpd_sampled"),
+        **marginal_results(both.exact, model.num_dims,
+                           "test_marginal_bpd_exact"),
+        marginal_sampled_neighbourhoods=both.sampled.num_neighbourhoods,
+        marginal_sampled_minus_exact_bpd=both.difference_bpd,
+        marginal_sampled_minus_exact_bpd_stderr=both.difference_stderr_bpd)
+    # The same rows and points as marginal_on_test_split's.
+    result = (both.exact if marginal.exact_route(
+        model, index, config.eval.exact_marginal) else both.sampled)
+  if "marginal_bpd" in metrics:
+    if result is None:
+      result = marginal_on_test_split(model, params, config, splits, index, x)
+    results.update(marginal_results(result, model.num_dims),
+                   marginal_method=result.method,
+                   marginal_description=result.description)
+    if result.num_neighbourhoods is not None:
+      results["marginal_num_neighbourhoods"] = result.num_neighbourhoods
+  return results
 
 
 def _require(values: Mapping[str, np.ndarray], metric: str,
@@ -176,12 +244,13 @@ def requested_results(model: model_base.Model, params: Any,
       results["log_likelihood_samples"] = model.test_samples
   if "marginal_bpd" in metrics:
     _require(values, "marginal_bpd", ["bpd"], model)
-    x = np.concatenate([batch["x"] for batch in pipeline.eval_iterator(
-        splits, index, "test", config.eval_batch_size)])
-    result = marginal_on_test_split(model, params, config, splits, index, x)
-    results.update(test_marginal_bpd=float(np.mean(
-        marginal.to_bits_per_dim(result.log_prob, model.num_dims))),
-                   marginal_method=result.method)
+  if "marginal_bias" in metrics and model.condition_kind != "neighbours":
+    raise ValueError(f"metric 'marginal_bias' needs a neighbourhood model; "
+                     f"model {model.name!r} has condition kind "
+                     f"{model.condition_kind!r}")
+  if {"marginal_bpd", "marginal_bias"} & set(metrics):
+    results.update(_marginal_entries(model, params, config, splits, index,
+                                     metrics))
   if {"fd", "prd"} & set(metrics):
     results.update(sample_quality.sample_quality(
         model, params,
