@@ -190,6 +190,12 @@ def test_missing_dataset_names_dataset_dir_and_command(tmp_path):
   assert "tfds build cifar10 --data_dir DIR" in message
   assert "download=False" in message
   assert not os.path.exists(os.path.join(empty, "cifar10"))  # nothing fetched
+  # Another version prepared there (by another TFDS) is named too.
+  os.makedirs(os.path.join(empty, "cifar10", "1.0.0"))
+  with pytest.raises(sources.DatasetNotPreparedError,
+                     match=r"holds \['1.0.0'\]; this TFDS reads the version "
+                     r"3.0.2"):
+    sources.load("cifar10", empty)
 
 
 def test_missing_dataset_from_the_command_line(tmp_path):

@@ -79,18 +79,24 @@ class DatasetNotPreparedError(FileNotFoundError):
 
   def __init__(self, name: str, data_dir: str, dataset_dir: str):
     self.name, self.data_dir, self.dataset_dir = name, data_dir, dataset_dir
+    found = ""
+    if os.path.isdir(os.path.join(data_dir, name)):
+      found = (f" ({os.path.join(data_dir, name)} holds "
+               f"{sorted(os.listdir(os.path.join(data_dir, name)))}; this "
+               f"TFDS reads the version {os.path.basename(dataset_dir)})")
     super().__init__(
-        f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r} "
-        f"(no dataset_info.json in {dataset_dir}); nbflows reads TFDS data "
-        f"from disk only (tfds.load(..., download=False)). On a machine with "
-        f"internet, prepare it with\n"
+        f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r}: "
+        f"no dataset_info.json in {dataset_dir}{found}. nbflows reads TFDS "
+        f"data from disk only (tfds.load(..., download=False)). On a "
+        f"machine with internet, prepare it with\n"
         f"  tfds build {name} --data_dir DIR\n"
-        f"(the tfds command of tensorflow-datasets 4.9 also needs "
-        f"`pip install apache-beam`; without it: python -c \"import "
-        f"tensorflow_datasets as tfds; tfds.builder('{name}', "
-        f"data_dir='DIR').download_and_prepare()\"), then copy DIR/{name} "
-        f"to {os.path.join(data_dir, name)} here, or copy DIR anywhere and "
-        f"pass it as --config.data_dir.")
+        f"(tensorflow-datasets 4.9's tfds command also imports apache-beam "
+        f"and mlcroissant: pip install apache-beam mlcroissant) or, without "
+        f"them,\n"
+        f"  python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"\n"
+        f"then copy DIR/{name} to {os.path.join(data_dir, name)} here, or "
+        f"copy DIR and pass it as --config.data_dir.")
 
 
 class Splits(NamedTuple):
