@@ -187,6 +187,22 @@ def test_blocked_pca_of_uint8_images_equals_numpy_pca(fraction):
   assert fitted.components.dtype == got.dtype == np.float32
 
 
+def test_pca_with_fewer_rows_than_dimensions_is_the_covariance_pca():
+  """The Gram route (N < D) gives from_covariance's variances and components."""
+  rng = np.random.default_rng(0)
+  images = np.clip(128 + rng.normal(size=(60, 6)) @ rng.normal(
+      size=(6, 200)) * 20 + rng.normal(size=(60, 200)), 0, 255).astype(np.uint8)
+  ours = pca.fit(images, 0.99)
+  expected = pca.from_covariance(*pca.covariance(images), 0.99)
+  assert ours.components.shape == expected.components.shape
+  np.testing.assert_allclose(ours.variances, expected.variances, rtol=1e-4)
+  np.testing.assert_allclose(ours.total_variance, expected.total_variance,
+                             rtol=1e-6)
+  np.testing.assert_allclose(ours.mean, expected.mean, rtol=1e-6)
+  np.testing.assert_allclose(np.abs(ours.components.T @ expected.components),
+                             np.eye(ours.components.shape[1]), atol=1e-3)
+
+
 def test_pca_fit_is_covariance_then_eigendecomposition():
   images = synthetic_images(150, 30, rank=4)
   fitted = pca.fit(images, 0.99, block_size=64)

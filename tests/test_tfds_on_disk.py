@@ -12,9 +12,8 @@ through `tfds.load(..., download=False)`, as they read a dataset prepared by
 ncl_mnist, `trainer.train_and_evaluate` in this process for the others (the
 same function train.main calls, without a process start per config).
 
-CelebA's neighbour index gets its PCA from the N x N Gram matrix here
-(`gram_pca`, checked against `pca.fit`): `pca.fit` diagonalises the D x D
-covariance, about 5 minutes of CPU for 12,288 dimensions.
+With a few hundred images of CelebA's 12,288 dimensions, `pca.fit` takes its
+Gram-matrix route (N < D; tests/test_neighbours.py checks it).
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ import pytest
 import tensorflow_datasets as tfds
 
 from nbflows.data import sources
-from nbflows.neighbours import pca as pca_lib
 from train import trainer
 from test_entry_points import run_module
 
@@ -210,46 +208,6 @@ def test_missing_dataset_from_the_command_line(tmp_path):
   assert "tensorflow_datasets/core" not in run.stderr   # no trace from TFDS
 
 
-def gram_pca(x, fraction=0.99, block_size=4096):
-  """`pca.fit`'s PCA through the N x N Gram matrix, for N < D.
-
-  The same variances and components (up to sign) in O(N^2 D), where
-  `pca.fit` diagonalises the D x D covariance in O(D^3): for CelebA's
-  12,288 dimensions that is minutes of CPU whatever N is.
-  """
-  del block_size
-  x = np.reshape(x, (len(x), -1)).astype(np.float64)
-  n = len(x)
-  mean = x.mean(axis=0)
-  centred = x - mean                                          # [N, D]
-  eigenvalues, vectors = np.linalg.eigh(centred @ centred.T / n)
-  eigenvalues = np.maximum(eigenvalues[::-1], 0.0)            # descending
-  vectors = vectors[:, ::-1]
-  total_variance = float(np.sum(centred ** 2) / n)
-  explained = np.cumsum(eigenvalues) / total_variance
-  kept = min(n - 1, int(np.searchsorted(explained, fraction)) + 1)
-  # C v = lambda v for v = X^T u / sqrt(N lambda), u an eigenvector of G / N.
-  components = centred.T @ vectors[:, :kept] / np.sqrt(n * eigenvalues[:kept])
-  return pca_lib.PCA(mean=mean.astype(np.float32),
-                     components=components.astype(np.float32),
-                     variances=eigenvalues[:kept].astype(np.float32),
-                     total_variance=total_variance)
-
-
-def test_gram_pca_is_pca_fit(prepared):
-  data_dir, _ = prepared
-  images = sources.load("mnist", data_dir).train.images[:100]   # D = 784
-  expected, ours = pca_lib.fit(images, 0.99), gram_pca(images, 0.99)
-  assert ours.components.shape == expected.components.shape
-  np.testing.assert_allclose(ours.variances, expected.variances, rtol=1e-3)
-  np.testing.assert_allclose(ours.total_variance, expected.total_variance,
-                             rtol=1e-5)
-  # Orthonormal and the same directions: |V'^T V| is the identity.
-  np.testing.assert_allclose(
-      np.abs(ours.components.T @ expected.components),
-      np.eye(ours.components.shape[1]), atol=2e-2)
-
-
 def check_run(results, workdir, name, family):
   """The run trained two steps on `name` and wrote a sane eval.json."""
   with open(os.path.join(workdir, "eval.json")) as f:
@@ -283,14 +241,11 @@ IN_PROCESS = [(family, name) for name in sources.TFDS_NAMES
 
 
 @pytest.mark.parametrize("family,name", IN_PROCESS)
-def test_config_trains_on_prepared_tfds_data(family, name, prepared, tmp_path,
-                                              monkeypatch):
+def test_config_trains_on_prepared_tfds_data(family, name, prepared, tmp_path):
   data_dir, _ = prepared
   config = importlib.import_module(
       f"configs.{family}_{CONFIG_SUFFIX[name]}").get_config("quick")
   config.update_from_flattened_dict(dict(SHORT_RUN, data_dir=data_dir))
-  if name == "celeb_a":
-    monkeypatch.setattr(pca_lib, "fit", gram_pca)
   workdir = str(tmp_path / "run")
   results = trainer.train_and_evaluate(config, workdir)
   check_run(results, workdir, name, family)

@@ -34,7 +34,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -175,15 +175,16 @@ def load(name: str, data_dir: Optional[str] = None, *,
       raise ValueError(f"{field}={value}; expected a fraction in [0, 1)")
   rng = np.random.default_rng(seed)
   if name in TFDS_NAMES:
-    train, test = _load_tfds(name, data_dir)
+    train, validation, test = _load_tfds(
+        name, data_dir, lambda n: _held_rows(n, validation_fraction, rng))
+    return Splits(train, validation, test, info)
+  if name == "digits":
+    images, labels = _load_digits()
+  elif name == "mnist5k":
+    images, labels = _load_mnist5k()
   else:
-    if name == "digits":
-      images, labels = _load_digits()
-    elif name == "mnist5k":
-      images, labels = _load_mnist5k()
-    else:
-      images, labels = toy2d.sample(name, num_toy_examples, seed)
-    train, test = _hold_out(Split(images, labels), test_fraction, rng)
+    images, labels = toy2d.sample(name, num_toy_examples, seed)
+  train, test = _hold_out(Split(images, labels), test_fraction, rng)
   train, validation = _hold_out(train, validation_fraction, rng)
   return Splits(train, validation, test, info)
 
@@ -221,11 +222,16 @@ def celeba_crop_and_resize(image):
 def _hold_out(split: Split, fraction: float,
               rng: np.random.Generator) -> Tuple[Split, Split]:
   """Splits off a random `fraction` of the examples, both parts in input order."""
-  n = len(split.labels)
-  held = np.zeros(n, dtype=bool)
-  held[rng.permutation(n)[:int(round(fraction * n))]] = True
+  held = _held_rows(len(split.labels), fraction, rng)
   return (Split(split.images[~held], split.labels[~held]),
           Split(split.images[held], split.labels[held]))
+
+
+def _held_rows(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+  """bool [n]: a random `fraction` of the rows, held out."""
+  held = np.zeros(n, dtype=bool)
+  held[rng.permutation(n)[:int(round(fraction * n))]] = True
+  return held
 
 
 def _load_digits() -> Tuple[np.ndarray, np.ndarray]:
@@ -241,8 +247,23 @@ def _load_mnist5k() -> Tuple[np.ndarray, np.ndarray]:
   return x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int32)
 
 
-def _load_tfds(name: str, data_dir: Optional[str]) -> Tuple[Split, Split]:
-  """Reads the prepared TFDS train and test splits into uint8 NumPy arrays."""
+def _load_tfds(name: str, data_dir: Optional[str],
+               held_rows: Callable[[int], np.ndarray]
+               ) -> Tuple[Split, Split, Split]:
+  """Reads a prepared TFDS dataset into uint8 NumPy arrays, each image once.
+
+  Args:
+    name: the TFDS name.
+    data_dir: the TFDS data directory (None: TFDS's default).
+    held_rows: n -> bool [n], the rows of the TFDS train split held out as
+      the validation split.
+
+  Returns:
+    (train, validation, test). Every example is written straight into the
+    array of its split, allocated at the split's size, so loading never holds
+    a second copy of the images (no list of batches to concatenate, no
+    hold-out copy).
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tf = import_tensorflow()
 
@@ -268,9 +289,31 @@ def _load_tfds(name: str, data_dir: Optional[str]) -> Tuple[Split, Split]:
       searched = data_dir or tfds.core.constants.DATA_DIR
       raise DatasetNotPreparedError(name, os.fspath(searched),
                                     os.fspath(builder.data_dir)) from None
+    n = int(ds.cardinality())
+    if n < 0:
+      raise ValueError(f"TFDS dataset {name!r} split {split!r} does not know "
+                       "its number of examples; expected a prepared dataset")
+    held = held_rows(n) if split == "train" else np.zeros(n, bool)
+    # Each example's position in the split it goes to.
+    position = np.where(held, np.cumsum(held) - 1, np.cumsum(~held) - 1)
+    parts = [_empty_split(name, int(np.sum(~held))),
+             _empty_split(name, int(np.sum(held)))]
     ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE).batch(1024)
-    parts = list(tfds.as_numpy(ds))
-    images = np.concatenate([images for images, _ in parts])
-    labels = np.concatenate([labels for _, labels in parts])
-    splits.append(Split(images, labels))
-  return splits[0], splits[1]
+    start = 0
+    for images, labels in tfds.as_numpy(ds):
+      rows = slice(start, start + len(labels))
+      for part, mask in ((parts[0], ~held[rows]), (parts[1], held[rows])):
+        part.images[position[rows][mask]] = images[mask]
+        part.labels[position[rows][mask]] = labels[mask]
+      start += len(labels)
+    if start != n:
+      raise ValueError(f"TFDS dataset {name!r} split {split!r} yielded "
+                       f"{start} examples; its metadata says {n}")
+    splits += parts if split == "train" else parts[:1]
+  return splits[0], splits[1], splits[2]
+
+
+def _empty_split(name: str, n: int) -> Split:
+  """n zero examples of dataset `name`, to be filled."""
+  shape = dataset_info(name).event_shape
+  return Split(np.zeros((n,) + shape, np.uint8), np.zeros(n, np.int32))

@@ -78,12 +78,60 @@ def fit(x: np.ndarray, fraction: float = 0.99, block_size: int = 4096) -> PCA:
   Returns:
     The fitted `PCA`; `kept_fraction(result) >= fraction`.
 
+  With fewer rows than dimensions (N < D) the same PCA comes from the
+  N x N Gram matrix (`from_gram`), in O(N^2 D) instead of the O(D^3) of the
+  D x D covariance: for 200 CelebA images of 12,288 dimensions, a second
+  instead of minutes.
+
   Raises:
     ValueError: if `fraction` is outside (0, 1], or `x` has fewer than 2 rows
       or no variance.
   """
   _check_fraction(fraction)
+  x = np.reshape(x, (len(x), -1))
+  if len(x) < x.shape[1]:
+    return from_gram(x, fraction)
   return from_covariance(*covariance(x, block_size), fraction)
+
+
+def from_gram(x: np.ndarray, fraction: float = 0.99) -> PCA:
+  """The PCA of N < D points through their N x N Gram matrix.
+
+  With X the centred [N, D] points, G = X X^T / N has the nonzero
+  eigenvalues of C = X^T X / N, and each eigenvector u of G gives the
+  component v = X^T u / sqrt(N lambda) of C (C v = lambda v, |v| = 1).
+
+  Args:
+    x: [N, D] points, N < D (held as float64 whole: small N only).
+    fraction: the fraction of the variance to keep, in (0, 1].
+
+  Returns:
+    The same `PCA` as `from_covariance` (components up to sign).
+
+  Raises:
+    ValueError: if `x` has fewer than 2 rows or no variance.
+  """
+  _check_fraction(fraction)
+  n = len(x)
+  if n < 2:
+    raise ValueError(f"x has {n} rows; PCA needs at least 2")
+  x = np.reshape(x, (n, -1)).astype(np.float64)
+  mean = x.mean(axis=0)
+  centred = x - mean                                          # [N, D]
+  total_variance = float(np.sum(centred ** 2) / n)
+  if total_variance <= 0.0:
+    raise ValueError("x has no variance; every row is the same")
+  eigenvalues, vectors = np.linalg.eigh(centred @ centred.T / n)
+  eigenvalues = np.maximum(eigenvalues[::-1], 0.0)            # descending
+  explained = np.cumsum(eigenvalues) / total_variance
+  num_kept = min(int(np.sum(eigenvalues > 1e-12 * total_variance)),
+                 int(np.searchsorted(explained, fraction)) + 1)
+  components = (centred.T @ vectors[:, ::-1][:, :num_kept] /
+                np.sqrt(n * eigenvalues[:num_kept]))
+  return PCA(mean=mean.astype(np.float32),
+             components=np.ascontiguousarray(components, np.float32),
+             variances=eigenvalues[:num_kept].astype(np.float32),
+             total_variance=total_variance)
 
 
 def covariance(x: np.ndarray, block_size: int = 4096,

@@ -1,0 +1,90 @@
+"""Paper-sized configs (configs/paper1.py, full size): each builds, initialises
+and runs one train step on CPU at a batch of two, and has paper 1's k and
+flow size. The TFDS data is replaced by random images of the dataset's shape:
+this checks the models, not the data (tests/test_tfds_on_disk.py reads data).
+XLA's optimisations are off while these compile (`jax_disable_most_optimizations`):
+the step's values are the same, its compile about twice as fast on CPU.
+"""
+import importlib
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from configs import paper1
+from nbflows.data import sources
+from nbflows.models import base as model_base
+from nbflows.models import registry
+from train import state as state_lib
+from train import trainer
+
+DATASET_OF = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
+              "svhn": "svhn_cropped", "cifar10": "cifar10",
+              "celeba": "celeb_a"}
+MODELS = ("ncl", "nct", "ccrnvp")
+CONFIGS = [f"{model}_{name}" for model in MODELS for name in DATASET_OF
+           if (model, name) != ("ccrnvp", "celeba")]
+# Fashion-MNIST's configs are MNIST's with another dataset name (tested
+# below), so their model is trained once, as MNIST's.
+TRAINED = [name for name in CONFIGS if "fashion_mnist" not in name]
+BATCH = 2
+README = pathlib.Path(__file__).parent.parent.joinpath("README.md").read_text()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_compiles():
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+def random_batch(config, rng):
+  info = sources.dataset_info(config.dataset)
+  shape = (BATCH,) + info.event_shape
+  batch = {"x": rng.uniform(0, info.num_levels, shape).astype(np.float32),
+           "label": np.arange(BATCH, dtype=np.int32),
+           "index": np.arange(BATCH, dtype=np.int32)}
+  if config.model in ("ncl", "nct"):
+    batch["neighbours"] = rng.uniform(
+        0, info.num_levels,
+        (BATCH, config.neighbours.k) + info.event_shape).astype(np.float32)
+  return batch
+
+
+def get_config(name):
+  return importlib.import_module(f"configs.{name}").get_config()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fashion_mnist_configs_are_mnist_configs_but_for_the_dataset(model):
+  fashion = get_config(f"{model}_fashion_mnist").to_dict()
+  mnist = get_config(f"{model}_mnist").to_dict()
+  assert (fashion.pop("dataset"), mnist.pop("dataset")) == (
+      "fashion_mnist", "mnist")
+  assert fashion == mnist
+  assert f"`{model}_fashion_mnist` |" in README
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_paper_sized_config_trains_one_step(name):
+  config = get_config(name)
+  k, scales, blocks, hidden, _, _ = paper1.SETTINGS[config.dataset]
+  assert config.dataset == DATASET_OF[name.split("_", 1)[1]]
+  assert (config.neighbours.k, config.flow.num_scales,
+          config.flow.num_res_blocks, config.flow.hidden_channels) == (
+              k, scales, blocks, hidden)
+  trainer.validate_config(config)
+  model = registry.build_model(config)
+  optimizer = state_lib.make_optimizer(config.optimizer,
+                                       config.num_train_steps)
+  batch = random_batch(config, np.random.default_rng(0))
+  state = state_lib.create_train_state(model, optimizer, jax.random.key(0),
+                                       batch)
+  step = jax.jit(trainer.make_train_step(model, optimizer))
+  state, metrics = step(state, batch)
+  assert int(state.step) == 1 and float(metrics["skipped"]) == 0.0
+  assert np.isfinite(float(metrics["loss"]))
+  # The warm-up schedule's first learning rate is 0, so look at the gradient.
+  assert 0 < float(metrics["grad_norm"]) < np.inf
+  assert f"`{name}` | {model_base.count_params(state.params):,} |" in README
