@@ -56,6 +56,9 @@ def get_config(arg=None):
   config.neighbours.same_class = True
   config.neighbours.exclude_self = True
   config.neighbours.pca_variance = 0.99
+  # "pca", or the workdir of a VAE trained by train.main: neighbours on its
+  # encoder means (paper 1, App. B.2 for CelebA; configs/vae_beta_celeba.py).
+  config.neighbours.features = "pca"
   config.neighbours.kind = "knn"        # "knn" or "kmeans" (App. B.5)
   # "exact", or "approx": jax.lax.approx_max_k, for TPUs (exact on CPU/GPU).
   config.neighbours.search = "exact"

@@ -4,8 +4,10 @@
 CC-RNVP into the paper's run on a TFDS dataset:
   * neighbours: k = 5, k = 10 for CIFAR-10 (App. B.2); the k-means sizes of
     App. B.5 (100 / 500 / 1000 clusters, 5 or 10 prototypes) for runs with
-    --config.neighbours.kind=kmeans. CelebA's neighbours come from PCA
-    here, not from the paper's beta-VAE features.
+    --config.neighbours.kind=kmeans. CelebA's neighbours come from PCA by
+    default; the paper's come from a beta-VAE's encoder means: train
+    configs/vae_beta_celeba.py into VAE_DIR, then pass
+    --config.neighbours.features=VAE_DIR.
   * the flow of RealNVP (Dinh et al. 2016, Sec. 4.1): scales down to 4 x 4;
     4 residual blocks of 32 channels for 32 x 32 images, 2 for 64 x 64
     (CelebA, cropped to 148 x 148 and resized to 64 x 64 by the data

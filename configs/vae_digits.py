@@ -31,6 +31,7 @@ def get_config(arg=None):
     config.vae.num_pseudo_inputs = 100    # VampPrior only
     config.vae.iwae_samples = 1000        # paper 3 uses 5000
     config.vae.iwae_chunk = 100
+    config.vae.beta = 1.0                 # KL weight of the training loss
     config.vae.exemplar = ml_collections.ConfigDict()
     config.vae.exemplar.leave_one_out = True   # eq. 4
     config.vae.exemplar.subsample_ratio = 0.5  # M / N of eq. 5 (Table 2)

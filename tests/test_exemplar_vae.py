@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from configs import evae_digits
 from nbflows.distributions import exemplar_prior
 from nbflows.models import exemplar_vae
 from nbflows.models import vae
@@ -313,3 +314,10 @@ def test_augmentation_loss_is_eq_16():
       augment.augmentation_loss(jnp.asarray(real), jnp.asarray(0 * synthetic),
                                 jnp.asarray(labels), weight=1.0),
       -np.mean(log_p_real[np.arange(4), labels]), rtol=1e-5)
+
+
+def test_exemplar_vae_refuses_a_kl_weight():
+  config = evae_digits.get_config("quick")
+  config.vae.beta = 1.5
+  with pytest.raises(ValueError, match=r"config.vae.beta=1.5"):
+    exemplar_vae.build_evae(config)

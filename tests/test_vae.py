@@ -210,3 +210,17 @@ def test_sampling_and_unsupported_calls():
     make_model("flow").init(jax.random.key(0), data_batch(0))
   with pytest.raises(ValueError, match="outside"):
     model.init(jax.random.key(0), {"x": jnp.full((1, *EVENT), 17.5)})
+
+
+def test_beta_weights_the_kl_term_of_the_training_loss_only():
+  batch = data_batch(3)
+  params = make_model().init(jax.random.key(0), batch)
+  key = jax.random.key(1)
+  _, plain = make_model().loss(params, batch, key)
+  loss, metrics = make_model(beta=1.5).loss(params, batch, key)
+  np.testing.assert_allclose(
+      loss, metrics["reconstruction_nll"] + 1.5 * metrics["kl"], rtol=1e-5)
+  np.testing.assert_allclose(metrics["elbo"], plain["elbo"], rtol=1e-6)
+  np.testing.assert_allclose(plain["loss"], -plain["elbo"], rtol=1e-6)
+  with pytest.raises(ValueError, match="beta=0"):
+    make_model(beta=0.0)

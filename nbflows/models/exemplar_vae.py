@@ -339,12 +339,18 @@ def build_evae(config: Any,
 
   Returns:
     An `ExemplarVAEModel` holding the training images as exemplars.
+
+  Raises:
+    ValueError: for `config.vae.beta` other than 1 (its loss is the ELBO).
   """
   if splits is None:
     splits = sources.load(
         config.dataset, config.data_dir or None,
         validation_fraction=config.data.validation_fraction,
         test_fraction=config.data.test_fraction)
+  if config.vae.get("beta", 1.0) != 1.0:
+    raise ValueError(f"config.vae.beta={config.vae.beta}; the Exemplar VAE "
+                     "trains on the ELBO (beta = 1) only")
   info = splits.info
   return ExemplarVAEModel(
       vae.make_network(config, info.event_shape, "exemplar"),

@@ -19,7 +19,10 @@ The objective is the single-sample ELBO (paper 3, eq. 9 and 13)
   ELBO(x) = log p(x | z) + log p(z) - log q(z | x),   z ~ q(z | x),
 
 so that the KL term is estimated the same way for every prior (paper 3,
-Table 9). The test log-likelihood is the IWAE bound (Burda et al., 2015)
+Table 9). With `beta` != 1 the training loss is the beta-VAE objective
+(Higgins et al., 2017), -(log p(x | z) - beta (log q(z | x) - log p(z))),
+used for paper 1's CelebA neighbourhoods (App. B.2, beta = 1.5); the
+evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test log-likelihood is the IWAE bound (Burda et al., 2015)
 over S importance samples, as in paper 3, Sec. 5.
 
 Priors here: the standard Gaussian, and the VampPrior (Tomczak & Welling,
@@ -279,6 +282,7 @@ class VAEModel(base.Model):
     iwae_samples: S, importance samples for the test log-likelihood.
     iwae_chunk: samples evaluated at once (bounds memory: [chunk, B, D]).
     name: the config's model name.
+    beta: weight of the KL term in the training loss (1: the ELBO).
 
   Attributes:
     selection_metric: the per-example eval metric (lower is better) that
@@ -289,7 +293,7 @@ class VAEModel(base.Model):
   selection_metric = "loss"
 
   def __init__(self, module: VAE, num_levels: int, iwae_samples: int = 1000,
-               iwae_chunk: int = 100, name: str = "vae"):
+               iwae_chunk: int = 100, name: str = "vae", beta: float = 1.0):
     super().__init__(module, module.event_shape, "none", name,
                      num_levels=num_levels)
     if num_levels < 2:
@@ -297,7 +301,10 @@ class VAEModel(base.Model):
     if iwae_samples < 1 or iwae_chunk < 1:
       raise ValueError(f"iwae_samples={iwae_samples}, iwae_chunk={iwae_chunk};"
                        " expected both >= 1")
+    if not beta > 0:
+      raise ValueError(f"beta={beta}; expected > 0 (config.vae.beta)")
     self.iwae_samples = iwae_samples
+    self.beta = float(beta)
     self.iwae_chunk = min(iwae_chunk, iwae_samples)
 
   @property
@@ -393,14 +400,19 @@ class VAEModel(base.Model):
   # ------------------------------------------------------------ objectives
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """Negative single-sample ELBO, nats per example, freshly binarised."""
+    """-(log p(x | z) - beta KL), nats per example, freshly binarised.
+
+    With beta = 1 the negative single-sample ELBO; "elbo" in the metrics is
+    always the beta = 1 bound.
+    """
     binarise_key, sample_key, prior_key = jax.random.split(key, 3)
     x_binary = binarise(binarise_key, batch["x"], self.num_levels)
     reconstruction, kl = self.elbo_terms(
         params, x_binary, sample_key,
         lambda z: self.training_log_prior(params, z, batch, prior_key))
     elbo = jnp.mean(reconstruction - kl)
-    return -elbo, {"loss": -elbo, "elbo": elbo,
+    loss = -jnp.mean(reconstruction - self.beta * kl)
+    return loss, {"loss": loss, "elbo": elbo,
                    "reconstruction_nll": -jnp.mean(reconstruction),
                    "kl": jnp.mean(kl)}
 
@@ -552,7 +564,8 @@ def _build(config: Any, prior: str) -> VAEModel:
   return VAEModel(make_network(config, info.event_shape, prior),
                   num_levels=info.num_levels,
                   iwae_samples=config.vae.iwae_samples,
-                  iwae_chunk=config.vae.iwae_chunk, name=config.model)
+                  iwae_chunk=config.vae.iwae_chunk, name=config.model,
+                  beta=config.vae.get("beta", 1.0))
 
 
 def build_vae(config: Any) -> VAEModel:

@@ -2,8 +2,10 @@
 
 Paper 1, App. B.2 and B.5. The training images are flattened and projected
 on the principal components that explain `pca_variance` of the training
-variance (`nbflows.neighbours.pca`), or mapped by a feature hook (the paper
-uses a beta-VAE's latent means for CelebA). Then either
+variance (`nbflows.neighbours.pca`), or mapped by a feature hook: the paper
+uses a beta-VAE's latent means for CelebA, which `config.features = WORKDIR`
+(a VAE's training run, `nbflows.neighbours.vae_features`) selects instead of
+the default "pca". Then either
 
   * kind="knn": the k nearest training points of every example, exactly
     (`nbflows.neighbours.knn`), optionally of the same class and, for
@@ -41,7 +43,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -107,7 +109,8 @@ def settings_of(splits: sources.Splits, config: Any,
     splits: the data (its dataset name is recorded).
     config: `config.neighbours` (fields k, same_class, exclude_self,
       pca_variance, kind, num_clusters, num_prototypes, search).
-    features_name: the name of the feature hook's embedding, or None for PCA.
+    features_name: the name of the feature hook's embedding, or None for PCA
+      (`features_of` gives it for `config.features`).
 
   Returns:
     A JSON-serialisable dict; two indices with equal settings and data are
@@ -163,6 +166,37 @@ def data_hashes(splits: sources.Splits) -> Dict[str, str]:
   return hashes
 
 
+def features_of(splits: sources.Splits, config: Any,
+                features: Optional[FeatureHook] = None,
+                features_name: Optional[str] = None
+                ) -> Tuple[Optional[FeatureHook], Optional[str]]:
+  """The feature hook and its name: the ones given, else `config.features`'s.
+
+  Args:
+    splits: the dataset (its image shape must be the VAE's).
+    config: `config.neighbours`; `features` is "pca" (the default, also when
+      the field is absent) or the workdir of a trained VAE.
+    features: a hook given explicitly; it wins over `config.features`.
+    features_name: its name.
+
+  Returns:
+    (None, None) for PCA, else (hook, name) (see
+    `nbflows.neighbours.vae_features.encoder_means`).
+
+  Raises:
+    ValueError: if the VAE workdir is missing, is not a VAE's or was trained
+      on images of another shape.
+  """
+  if features is not None or features_name is not None:
+    return features, features_name
+  choice = config.get("features", "pca")
+  if choice == "pca":
+    return None, None
+  # Imported here: it loads checkpoints, which needs the training code.
+  from nbflows.neighbours import vae_features  # pylint: disable=g-import-not-at-top
+  return vae_features.encoder_means(choice, splits.info.event_shape)
+
+
 def build(splits: sources.Splits, config: Any, *,
           features: Optional[FeatureHook] = None,
           features_name: Optional[str] = None,
@@ -173,7 +207,8 @@ def build(splits: sources.Splits, config: Any, *,
     splits: the dataset.
     config: `config.neighbours`.
     features: optional hook images [n, ...] -> features [n, F] used instead
-      of PCA (e.g. a beta-VAE encoder's means).
+      of PCA (e.g. a beta-VAE encoder's means); None: `config.features`
+      decides (see `features_of`).
     features_name: a name for the hook's embedding (e.g. "beta_vae_1.5@step
       20000"), recorded in the settings; required with `features`.
     progress: show progress bars.
@@ -188,6 +223,8 @@ def build(splits: sources.Splits, config: Any, *,
   if (features is None) != (features_name is None):
     raise ValueError("features and features_name go together: give both to "
                      "use a feature hook, or neither for PCA")
+  features, features_name = features_of(splits, config, features,
+                                        features_name)
   settings = settings_of(splits, config, features_name)
   pca = None
   if features is None:
@@ -361,7 +398,8 @@ def build_or_load(splits: sources.Splits, config: Any,
     cache_dir: directory of the saved indices (None: ~/.cache/nbflows/
       neighbours); the file name is `default_path`'s.
     path: an explicit file instead.
-    features: optional feature hook used instead of PCA (see `build`).
+    features: optional feature hook used instead of PCA; None:
+      `config.features` decides (see `features_of`).
     features_name: the hook's name; required with `features`.
     rebuild: build and overwrite even if a file exists.
     progress: show progress bars while building.
@@ -372,7 +410,11 @@ def build_or_load(splits: sources.Splits, config: Any,
   Raises:
     IndexMismatchError: if the file exists but was made for other data or
       settings (and `rebuild` is False).
+    ValueError: for a `config.features` that is neither "pca" nor a VAE's
+      workdir of these images.
   """
+  features, features_name = features_of(splits, config, features,
+                                        features_name)
   path = path or default_path(splits, config, cache_dir, features_name)
   if os.path.exists(path) and not rebuild:
     return load(path, splits, config, features_name)
