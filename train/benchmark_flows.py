@@ -151,7 +151,7 @@ def train_arch_job(args: argparse.Namespace) -> Dict[str, Any]:
       "job": "train", "arch": args.arch, "value": round(images_per_s, 2),
       "unit": "images/s", "batch": batch, "layers": args.layers,
       "scan": args.scan, "conv_impl": args.conv_impl,
-      "compile_s": round(compile_s, 3), "step_s_median": round(statistics.median(walls), 4),
+      "compile_s": round(compile_s, 3), "step_s_median": round(statistics.median(walls), 6),
       "cpu_s_per_step": round(statistics.median(cpus), 4),
       "steps": len(walls),
       "max_abs_logprob_diff_vs_reference": gap,
@@ -210,7 +210,7 @@ def train_model_job(args: argparse.Namespace) -> Dict[str, Any]:
       "job": "train", "model": args.model, "data": args.data,
       "value": round(size / statistics.median(walls), 2),
       "unit": "images/s", "batch": size, "compile_s": round(compile_s, 3),
-      "step_s_median": round(statistics.median(walls), 4),
+      "step_s_median": round(statistics.median(walls), 6),
       "cpu_s_per_step": round(statistics.median(cpus), 4),
       "xla_temp_mb": round(memory.temp_size_in_bytes / 2**20, 1),
       "peak_rss_mb": round(peak_rss_mb(), 1), "devices": _devices()}
@@ -271,7 +271,7 @@ def _throughput(args, fn: Callable, fn_args: tuple, size: int, job: str,
   return {"job": job, **what, **_floor(flops, "gflop_per_image"),
           "value": round(size / statistics.median(walls), 2),
           "unit": "images/s", "batch": size, "compile_s": round(compile_s, 3),
-          "call_s_median": round(statistics.median(walls), 4),
+          "call_s_median": round(statistics.median(walls), 6),
           "cpu_s_per_call": round(statistics.median(cpus), 4),
           "devices": _devices()}
 
