@@ -26,6 +26,7 @@ constant time (a resumed run).
 The images stay uint8 in host memory, once: batches gather from the NumPy
 arrays of `splits` (no TensorFlow or float copy of a split) and are
 dequantised per batch.
+
 Evaluation batches (`eval_iterator`) are one pass over a whole split in
 order, the last batch possibly smaller, with noise drawn from a fixed seed.
 
@@ -101,6 +102,7 @@ def train_iterator(splits: sources.Splits, index: Optional[Any], config: Any,
   if start_step < 0:
     raise ValueError(f"start_step={start_step}; expected >= 0")
   base_seed = tf.constant(seed * 1_000_003 + host, tf.int64)
+
   def rows_of(step):
     """The training rows of batch `step`: [batch_size] int64."""
     position = step * batch_size + tf.range(batch_size, dtype=tf.int64)
