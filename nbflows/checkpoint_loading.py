@@ -48,6 +48,19 @@ def example_batch(model: model_base.Model, num_neighbours: int,
   }
 
 
+def chosen_checkpoint(checkpointer: Any, which: Optional[str] = None
+                      ) -> Tuple[str, Optional[int]]:
+  """(which, step) of a run's `train.checkpoint.Checkpointer`.
+
+  `which` is "best" or "latest"; None takes the best if there is one, else
+  the latest. The step is None when the run holds no such checkpoint.
+  """
+  if which is None:
+    which = "best" if checkpointer.best_step() is not None else "latest"
+  return which, (checkpointer.best_step() if which == "best"
+                 else checkpointer.latest_step())
+
+
 def load_checkpoint(workdir: str,
                     config: Optional[ml_collections.ConfigDict] = None,
                     which: Optional[str] = None
@@ -79,10 +92,7 @@ def load_checkpoint(workdir: str,
   saved = checkpoint_lib.load_config(workdir)
   config = saved if config is None else config
   checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
-  if which is None:
-    which = "best" if checkpointer.best_step() is not None else "latest"
-  step = (checkpointer.best_step() if which == "best"
-          else checkpointer.latest_step())
+  which, step = chosen_checkpoint(checkpointer, which)
   if step is None:
     checkpointer.close()
     raise FileNotFoundError(

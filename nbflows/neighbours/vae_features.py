@@ -84,9 +84,7 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
                      f"expected images {tuple(event_shape)} of the dataset "
                      "being indexed")
   checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
-  which = "best" if checkpointer.best_step() is not None else "latest"
-  step = (checkpointer.best_step() if which == "best"
-          else checkpointer.latest_step())
+  which, step = checkpoint_loading.chosen_checkpoint(checkpointer)
   checkpointer.close()
   if step is None:
     raise ValueError(f"config.neighbours.features={workdir!r} holds no "
