@@ -1,4 +1,4 @@
-"""Tests of train.checkpoint and nbflows.load_checkpoint."""
+"""Tests of train.checkpoint, nbflows.checkpoint and nbflows.load_checkpoint."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_loading
 from nbflows.models import registry
 from train import checkpoint as checkpoint_lib
@@ -124,7 +125,7 @@ def test_a_half_written_save_is_ignored(tmp_path):
   root = tmp_path / "checkpoints"
   partial = root / "30.orbax-checkpoint-tmp-1767225600000000"
   shutil.copytree(root / "20", partial)
-  shutil.rmtree(partial / "state")
+  shutil.rmtree(partial / "params")
   reopened = checkpoint_lib.Checkpointer(str(tmp_path), keep=3)
   assert reopened.latest_step() == 20
   restored, loop = reopened.restore(20, state)
@@ -140,7 +141,7 @@ def saved_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("saved_run"))
   config = toy_config()
   _, state, batch = registry_state(config)
-  checkpoint_lib.save_config(config, workdir)
+  checkpoint_format.save_config(config, workdir)
   ckpt = checkpoint_lib.Checkpointer(workdir, keep=2)
   ckpt.save(5, state.replace(step=jnp.int32(5)), {})
   ckpt.save(7, state, {}, best=True)
@@ -179,23 +180,23 @@ def test_load_checkpoint_rebuilds_the_model_and_params(saved_run):
 
 def test_config_round_trip_and_differences(tmp_path):
   config = toy_config()
-  checkpoint_lib.save_config(config, str(tmp_path))
-  loaded = checkpoint_lib.load_config(str(tmp_path))
+  checkpoint_format.save_config(config, str(tmp_path))
+  loaded = checkpoint_format.load_config(str(tmp_path))
   assert loaded.to_dict() == config.to_dict()
   assert loaded.flow.mlp_hidden == (32, 32)   # tuples survive JSON
   with pytest.raises(AttributeError):
     loaded.not_a_field = 1                    # locked
   changed = toy_config()
   changed.batch_size = 32
-  assert checkpoint_lib.config_differences(
+  assert checkpoint_format.config_differences(
       config.to_dict(), changed.to_dict()) == [
           "batch_size: 16 in the checkpoint, 32 now"]
   with pytest.raises(FileNotFoundError, match="config.json"):
-    checkpoint_lib.load_config(str(tmp_path / "missing"))
+    checkpoint_format.load_config(str(tmp_path / "missing"))
 
 
 def test_load_checkpoint_without_checkpoints_says_so(tmp_path):
-  checkpoint_lib.save_config(toy_config(), str(tmp_path))
+  checkpoint_format.save_config(toy_config(), str(tmp_path))
   with pytest.raises(FileNotFoundError, match="holds no latest checkpoint"):
     checkpoint_loading.load_checkpoint(str(tmp_path))
   with pytest.raises(FileNotFoundError, match="config.json"):

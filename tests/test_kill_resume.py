@@ -25,8 +25,8 @@ import time
 import jax
 import numpy as np
 
+from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_loading
-from train import checkpoint as checkpoint_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 14
@@ -53,7 +53,7 @@ def start(workdir: str, cache_dir: str, log_path: str) -> subprocess.Popen:
 
 def saved_steps(workdir: str) -> list[int]:
   """Steps of the complete checkpoints (orbax renames a save when done)."""
-  directory = os.path.join(workdir, checkpoint_lib.LATEST_DIR)
+  directory = os.path.join(workdir, checkpoint_format.LATEST_DIR)
   if not os.path.isdir(directory):
     return []
   return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
@@ -84,13 +84,13 @@ def half_written_save(workdir: str, step: int) -> str:
   """Leaves what a save of `step + 1` killed half-way leaves: orbax's
   temporary directory, with the commit marker missing and a data file cut in
   half."""
-  root = os.path.join(workdir, checkpoint_lib.LATEST_DIR)
+  root = os.path.join(workdir, checkpoint_format.LATEST_DIR)
   partial = os.path.join(root, f"{step + 1}.orbax-checkpoint-tmp")
   if os.path.exists(partial):   # the kill itself left one: replace it
     shutil.rmtree(partial)
   shutil.copytree(os.path.join(root, str(step)), partial)
   os.remove(os.path.join(partial, "commit_success.txt"))
-  data = os.path.join(partial, "state", "d")
+  data = os.path.join(partial, checkpoint_format.PARAMS_ITEM, "d")
   victim = os.path.join(data, sorted(os.listdir(data))[0])
   with open(victim, "r+b") as f:
     f.truncate(os.path.getsize(victim) // 2)

@@ -7,11 +7,11 @@ import pytest
 
 from configs import default
 from configs import vae_digits
+from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_loading
 from nbflows.data import sources
 from nbflows.neighbours import index as index_lib
 from nbflows.neighbours import vae_features
-from train import checkpoint as checkpoint_lib
 from train import trainer
 
 
@@ -88,7 +88,7 @@ def test_bad_workdirs_raise_named_errors(vae_workdir, splits, tmp_path):
     index_lib.build_or_load(splits, neighbours_config(missing), str(tmp_path),
                             progress=False)
   not_vae = str(tmp_path / "rnvp")
-  checkpoint_lib.save_config(default.get_config("quick"), not_vae)
+  checkpoint_format.save_config(default.get_config("quick"), not_vae)
   with pytest.raises(ValueError, match="model 'rnvp'.*expected the workdir "
                      "of a VAE"):
     vae_features.encoder_means(not_vae, splits.info.event_shape)

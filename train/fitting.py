@@ -10,7 +10,8 @@ to `fit_and_evaluate`, which
      and the validation points the trainer's own validation pass scores
      (`pipeline.eval_iterator`, dequantised with its fixed seed);
   2. saves the result as step 0 (no gradient steps), both the latest and the
-     best checkpoint of a `TrainState`, with `config.json`, so that
+     best checkpoint of its parameters (no optimizer state), with
+     `config.json`, so that
      `nbflows.load_checkpoint` and ``python -m train.evaluate`` read it like
      any run;
   3. logs the validation bits/dim and the bandwidth, and writes the test
@@ -32,6 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from nbflows import checkpoint as checkpoint_format
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
@@ -39,7 +41,6 @@ from train import checkpoint as checkpoint_lib
 from train import evaluate as evaluate_lib
 from train import metric_writer
 from train import sharding
-from train import state as state_lib
 
 
 def validation_points(splits: sources.Splits, batch_size: int) -> np.ndarray:
@@ -69,19 +70,15 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     eval.json's contents plus "preempted": False, as `trainer.train`.
   """
-  init_key, rng = jax.random.split(jax.random.key(config.seed))
+  init_key, _ = jax.random.split(jax.random.key(config.seed))
   params, fit = model.fit(init_key, splits.train.images,
                           validation_points(splits, config.eval_batch_size))
-  optimizer = state_lib.make_optimizer(config.optimizer,
-                                       config.num_train_steps)
-  state = state_lib.create_train_state(
-      model, optimizer, init_key, {"x": splits.train.images}).replace(
-          params=params, rng=rng)
   validation_bpd = -float(np.max(fit.validation_log_prob)) / (
       model.num_dims * math.log(2.0))
-  checkpoint_lib.save_config(config, workdir)
+  checkpoint_format.save_config(config, workdir)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
-  checkpointer.save(0, state, {
+  # No optimizer, so no "opt_state" item: the library's items and the loop.
+  checkpointer.save(0, {"params": params, "step": 0}, {
       "best_value": validation_bpd, "best_step": 0,
       "evals_without_improvement": 0, "stopped_early": False}, best=True)
   checkpointer.close()

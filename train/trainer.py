@@ -45,6 +45,7 @@ import numpy as np
 import optax
 import tqdm
 
+from nbflows import checkpoint as checkpoint_format
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
@@ -300,7 +301,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     state, loop = init_fn(key, first), {
         "best_value": None, "best_step": None,
         "evals_without_improvement": 0, "stopped_early": False}
-  checkpoint_lib.save_config(config, workdir)
+  checkpoint_format.save_config(config, workdir)
 
   writer = metric_writer.MetricWriter(workdir)
   eval_step = evaluate_lib.make_eval_step(model, mesh)
@@ -376,11 +377,11 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 
 def _restore(config, workdir, checkpointer, step, abstract_state):
   """Restores the state and loop bookkeeping saved at `step`."""
-  config_path = os.path.join(workdir, checkpoint_lib.CONFIG_FILE)
-  saved_config = (checkpoint_lib.load_config(workdir).to_dict()
+  config_path = os.path.join(workdir, checkpoint_format.CONFIG_FILE)
+  saved_config = (checkpoint_format.load_config(workdir).to_dict()
                   if os.path.exists(config_path) else {})
   state, loop = checkpointer.restore(
-      step, abstract_state, config_diff=checkpoint_lib.config_differences(
+      step, abstract_state, config_diff=checkpoint_format.config_differences(
           saved_config, config.to_dict()))
   logging.info("resumed from step %d in %s", step, workdir)
   return state, loop

@@ -61,18 +61,19 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
       shape is not `event_shape`; the message names what was given and what
       was expected.
   """
-  # Imported here: loading a checkpoint needs the training code (orbax).
+  # Imported here: reading checkpoints needs orbax, which building an index
+  # on PCA features does not.
+  from nbflows import checkpoint as checkpoint_format  # pylint: disable=g-import-not-at-top
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
   from nbflows.models import registry  # pylint: disable=g-import-not-at-top
   from nbflows.models import vae  # pylint: disable=g-import-not-at-top
-  from train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
 
   expected = "the workdir of a VAE trained by python -m train.main"
-  config_path = os.path.join(workdir, checkpoint_lib.CONFIG_FILE)
+  config_path = os.path.join(workdir, checkpoint_format.CONFIG_FILE)
   if not os.path.isfile(config_path):
     raise ValueError(f"config.neighbours.features={workdir!r}: no "
                      f"{config_path}; expected {PCA!r} or {expected}")
-  config = checkpoint_lib.load_config(workdir)
+  config = checkpoint_format.load_config(workdir)
   model = registry.build_model(config)
   if not isinstance(model, vae.VAEModel):
     raise ValueError(f"config.neighbours.features={workdir!r} holds model "
@@ -83,9 +84,7 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
                      f"{config.dataset!r} images {tuple(model.event_shape)}; "
                      f"expected images {tuple(event_shape)} of the dataset "
                      "being indexed")
-  checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
-  which, step = checkpoint_loading.chosen_checkpoint(checkpointer)
-  checkpointer.close()
+  which, step = checkpoint_format.chosen_checkpoint(workdir)
   if step is None:
     raise ValueError(f"config.neighbours.features={workdir!r} holds no "
                      f"checkpoint; expected {expected}")
