@@ -72,6 +72,27 @@ def _step_array(value: int, target: Any) -> jax.Array:
       (), sharding, lambda index: np.asarray(value, target.dtype)[index])
 
 
+def save_args(state: PyTree, loop: Mapping[str, Any]) -> ocp.args.Composite:
+  """The orbax items of the module docstring for `state` and `loop`.
+
+  Args:
+    state: the `TrainState`, or a mapping with the same field names; it
+      needs "params", and an item is written for each field it has.
+    loop: JSON-serialisable bookkeeping.
+  """
+  fields = _fields(state)
+  trained = fields.pop(checkpoint_format.STEP_ITEM, None)
+  args = checkpoint_format.library_save_args(
+      fields.pop(checkpoint_format.PARAMS_ITEM),
+      None if trained is None else jax.device_get(trained))
+  if OPT_STATE_ITEM in fields:
+    args[OPT_STATE_ITEM] = ocp.args.StandardSave(fields.pop(OPT_STATE_ITEM))
+  if fields:
+    args[TRAINER_ITEM] = ocp.args.StandardSave(fields)
+  args[LOOP_ITEM] = ocp.args.JsonSave(loop)
+  return ocp.args.Composite(**args)
+
+
 class Checkpointer:
   """The latest `keep` states of a run plus its best one, in a workdir.
 
@@ -131,9 +152,8 @@ class Checkpointer:
 
     Args:
       step: the training step the state has reached.
-      state: the `TrainState`, or a mapping with the same field names; it
-        needs "params", and the items of the module docstring are written
-        for the fields it has.
+      state: the `TrainState`, or a mapping with its field names
+        (`save_args`).
       loop: JSON-serialisable bookkeeping saved with it.
       best: also (not instead) save it as the best checkpoint.
 
@@ -142,19 +162,10 @@ class Checkpointer:
     """
     if self._read_only:
       raise ValueError(f"checkpoints of {self.workdir} were opened read-only")
-    fields = _fields(state)
-    trained = fields.pop(checkpoint_format.STEP_ITEM, None)
-    args = checkpoint_format.library_save_args(
-        fields.pop(checkpoint_format.PARAMS_ITEM),
-        None if trained is None else jax.device_get(trained))
-    if OPT_STATE_ITEM in fields:
-      args[OPT_STATE_ITEM] = ocp.args.StandardSave(fields.pop(OPT_STATE_ITEM))
-    if fields:
-      args[TRAINER_ITEM] = ocp.args.StandardSave(fields)
-    args[LOOP_ITEM] = ocp.args.JsonSave(loop)
+    args = save_args(state, loop)
     for manager in [self._latest] + ([self._best] if best else []):
       if manager.latest_step() != step:
-        manager.save(step, args=ocp.args.Composite(**args))
+        manager.save(step, args=args)
 
   def restore(self, step: int, abstract_state: PyTree, which: str = "latest",
               config_diff: Optional[List[str]] = None
