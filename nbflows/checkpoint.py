@@ -6,6 +6,9 @@ A workdir holds
   checkpoints/<step>/    the latest checkpoints
   best/<step>/           the checkpoint with the best validation metric
 
+The config is one file per run rather than an item per step: it is written
+at every start, and stays readable without orbax.
+
 Each `<step>` directory is an orbax checkpoint of named items, each its own
 subdirectory, readable without the others:
 

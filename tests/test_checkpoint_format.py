@@ -1,4 +1,4 @@
-"""The checkpoint format of nbflows.checkpoint: items, fitted models, old runs."""
+"""nbflows.checkpoint's format: its items, fitted models, old runs."""
 from __future__ import annotations
 
 import os

@@ -128,12 +128,11 @@ class Checkpointer:
       raise ValueError(f"config.keep_checkpoints={keep}; expected >= 1")
     self.workdir = os.path.abspath(workdir)
     self._read_only = read_only
-    self._latest = checkpoint_format.manager(
-        checkpoint_format.checkpoints_dir(workdir, "latest"), item_handlers(), keep,
-        read_only)
-    self._best = checkpoint_format.manager(
-        checkpoint_format.checkpoints_dir(workdir, "best"), item_handlers(), 1,
-        read_only)
+    self._latest, self._best = (
+        checkpoint_format.manager(
+            checkpoint_format.checkpoints_dir(workdir, which),
+            item_handlers(), max_to_keep, read_only)
+        for which, max_to_keep in (("latest", keep), ("best", 1)))
 
   def latest_step(self) -> Optional[int]:
     """The step of the newest complete checkpoint, or None."""
