@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 from nbflows.neighbours import index as index_lib
 
 
-def example_batch(model: model_base.Model, num_neighbours: int,
+def example_batch(model: protocols.Trainable, num_neighbours: int,
                   batch_size: int = 2) -> Dict[str, jax.Array]:
   """A batch of zeros with every field a model may read (for shapes only).
 
@@ -52,7 +52,7 @@ def example_batch(model: model_base.Model, num_neighbours: int,
 def load_checkpoint(workdir: str,
                     config: Optional[ml_collections.ConfigDict] = None,
                     which: Optional[str] = None
-                    ) -> Tuple[model_base.Model, Any,
+                    ) -> Tuple[protocols.Trainable, Any,
                                ml_collections.ConfigDict]:
   """Rebuilds the model of a training run and restores its parameters.
 
@@ -90,7 +90,7 @@ def load_checkpoint(workdir: str,
         "training run that saved at least one")
 
   model = registry.build_model(config)
-  if hasattr(model, "fit"):
+  if protocols.offers(model, protocols.Fitted):
     # Fitted to the data, not trained (the KDE: its centres are the whole
     # training split), so the parameter shapes are the checkpoint's.
     abstract = checkpoint_format.stored_params(os.path.join(

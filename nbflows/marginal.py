@@ -63,7 +63,7 @@ import numpy as np
 from jax import lax
 
 from nbflows.models import base
-from nbflows.models import ncl
+from nbflows.models import protocols
 
 Array = jax.Array
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -119,7 +119,7 @@ def gather(conditions: Conditions, rows: np.ndarray) -> np.ndarray:
   return np.asarray(conditions)[rows]
 
 
-def _check_conditions(model: base.Model, conditions: Conditions) -> None:
+def _check_conditions(model: base.DensityModel, conditions: Conditions) -> None:
   if model.condition_kind == "neighbours":
     if not isinstance(conditions, Neighbourhoods):
       raise ValueError(f"model {model.name!r} conditions on neighbourhoods; "
@@ -129,7 +129,7 @@ def _check_conditions(model: base.Model, conditions: Conditions) -> None:
     if indices.ndim != 2 or indices.shape[1] < 1:
       raise ValueError(f"conditions.indices has shape {indices.shape}; "
                        "expected [N, k] integer indices into images")
-    k = getattr(model, "num_neighbours", None)
+    k = model.num_neighbours
     if k is not None and indices.shape[1] != k:
       raise ValueError(f"conditions.indices has shape {indices.shape}; "
                        f"expected [N, {k}]: model {model.name!r} "
@@ -193,7 +193,7 @@ def _pairwise_log_probs(module, params, x: Array, conds: Array) -> Array:
                       method="log_prob").reshape(j, b)
 
 
-def _conditional_matrix(model: base.Model, params, x: np.ndarray,
+def _conditional_matrix(model: base.DensityModel, params, x: np.ndarray,
                         conditions: Conditions, rows: np.ndarray,
                         block_size: int) -> np.ndarray:
   """[len(rows), B] log p(x_b | condition of row j), blocks of rows."""
@@ -207,29 +207,14 @@ def _conditional_matrix(model: base.Model, params, x: np.ndarray,
 
 
 # ---------------------------------------------------- NCL's exact route
-def is_ncl(model: base.Model) -> bool:
-  """Whether `model` is NCL (its marginal has the fast exact route)."""
-  return isinstance(getattr(model.module, "transform", None),
-                    ncl.NCLTransform)
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _latents(module, params, x: Array) -> Tuple[Array, Array]:
-  return module.apply(params, x, method=ncl.latents_and_logdet)
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _statistics(module, params, latents: Array) -> Tuple[Array, Array]:
-  return module.apply(params, latents, method=ncl.statistics_of_latents)
-
-
 class NCLStatistics(NamedTuple):
   """Per-neighbourhood Gaussians of NCL: mean and log-scale, [J, D] each."""
   mean: np.ndarray
   log_scale: np.ndarray
 
 
-def ncl_statistics(model: base.Model, params, conditions: Neighbourhoods,
+def ncl_statistics(model: protocols.LatentGaussians, params,
+                   conditions: Neighbourhoods,
                    rows: np.ndarray, batch_size: int = 256) -> NCLStatistics:
   """(g_mu(q(N_j)), log g_sigma(q(N_j))) for the neighbourhoods `rows`.
 
@@ -237,7 +222,7 @@ def ncl_statistics(model: base.Model, params, conditions: Neighbourhoods,
   then runs on each neighbourhood's k latents.
 
   Args:
-    model: an NCL model (`is_ncl`).
+    model: a model offering `protocols.LatentGaussians` (NCL).
     params: its parameters.
     conditions: the training neighbourhoods.
     rows: which rows of `conditions.indices`.
@@ -251,14 +236,14 @@ def ncl_statistics(model: base.Model, params, conditions: Neighbourhoods,
   images = to_data_units(np.asarray(conditions.images)[used])
   size = min(batch_size, len(images))
   latents = np.concatenate([
-      np.asarray(_latents(model.module, params, jnp.asarray(
+      np.asarray(model.latents_and_logdet(params, jnp.asarray(
           _padded(images[block], size)))[0])[:block.stop - block.start]
       for block in _batches(len(images), size)])
   neighbourhood_latents = latents[members.reshape(indices.shape)]
   means, log_scales = [], []
   size = min(batch_size, len(indices))
   for block in _batches(len(indices), size):
-    mean, log_scale = _statistics(model.module, params, jnp.asarray(
+    mean, log_scale = model.neighbourhood_gaussians(params, jnp.asarray(
         _padded(neighbourhood_latents[block], size)))
     num = block.stop - block.start
     means.append(np.asarray(mean).reshape(size, -1)[:num])
@@ -281,10 +266,10 @@ def _gaussian_matrix(z: Array, mean: Array, log_scale: Array) -> Array:
   return -0.5 * jnp.maximum(quadratic, 0.0) - normaliser[:, None]
 
 
-def _ncl_matrix(model: base.Model, params, x: np.ndarray,
+def _ncl_matrix(model: protocols.LatentGaussians, params, x: np.ndarray,
                 statistics: NCLStatistics, block_size: int) -> np.ndarray:
   """[J, B] log p(x_b | N_j) of NCL from q(x) and the statistics."""
-  z, logdet = _latents(model.module, params, jnp.asarray(x))
+  z, logdet = model.latents_and_logdet(params, jnp.asarray(x))
   z = z.reshape(z.shape[0], -1)
   out = []
   for block in _batches(len(statistics.mean), block_size):
@@ -323,7 +308,7 @@ def _chosen_rows(conditions: Conditions, num_neighbourhoods: Optional[int],
   return rows, np.full(num_neighbourhoods, -np.log(num_neighbourhoods))
 
 
-def _marginal_and_ratios(model: base.Model, params, x: Array,
+def _marginal_and_ratios(model: base.DensityModel, params, x: Array,
                          conditions: Conditions, num_neighbourhoods, key,
                          batch_size: int = 128, block_size: int = 32
                          ) -> Tuple[np.ndarray, np.ndarray]:
@@ -341,7 +326,7 @@ def _marginal_and_ratios(model: base.Model, params, x: Array,
   rows, log_weights = _chosen_rows(conditions, num_neighbourhoods, key)
   batch_size = min(batch_size, len(x))
   block_size = min(block_size, len(rows))
-  if is_ncl(model):
+  if protocols.offers(model, protocols.LatentGaussians):
     statistics = ncl_statistics(model, params, conditions, rows)
     matrix: Callable[[np.ndarray], np.ndarray] = functools.partial(
         _ncl_matrix, model, params, statistics=statistics,
@@ -361,7 +346,7 @@ def _marginal_and_ratios(model: base.Model, params, x: Array,
   return np.concatenate(out), ratio_sums / len(x)
 
 
-def marginal_log_prob(model: base.Model, params, x: Array,
+def marginal_log_prob(model: base.DensityModel, params, x: Array,
                       conditions: Conditions, *,
                       num_neighbourhoods: Optional[int] = None,
                       key: Optional[Array] = None, batch_size: int = 128,
@@ -464,14 +449,15 @@ class TrainingSetMarginal(NamedTuple):
     return sampled_bpd_stderr(self.row_ratios, self.num_total, num_dims)
 
 
-def exact_route(model: base.Model, neighbour_index=None,
+def exact_route(model: base.DensityModel, neighbour_index=None,
                 exact: bool = False) -> bool:
   """Whether `marginal_over_training_set` sums eq. 4 exactly (see there)."""
-  return (exact or model.condition_kind == "label" or is_ncl(model) or
+  return (exact or model.condition_kind == "label" or
+          protocols.offers(model, protocols.LatentGaussians) or
           getattr(neighbour_index, "kind", "knn") == "kmeans")
 
 
-def marginal_over_training_set(model: base.Model, params, x: Array,
+def marginal_over_training_set(model: base.DensityModel, params, x: Array,
                                train, neighbour_index=None, *,
                                num_neighbourhoods: int = 100,
                                key: Optional[Array] = None,
@@ -522,7 +508,7 @@ def marginal_over_training_set(model: base.Model, params, x: Array,
                    key, sizes)
 
 
-def _training_conditions(model: base.Model, train, neighbour_index
+def _training_conditions(model: base.DensityModel, train, neighbour_index
                          ) -> Tuple[Conditions, str]:
   """The N rows of eq. 4 (training labels or neighbourhoods), and a noun."""
   if model.condition_kind == "label":
@@ -570,7 +556,7 @@ class SampledMinusExact(NamedTuple):
   difference_stderr_bpd: float
 
 
-def sampled_minus_exact(model: base.Model, params, x: Array, train,
+def sampled_minus_exact(model: base.DensityModel, params, x: Array, train,
                         neighbour_index, *, num_neighbourhoods: int,
                         key: Array, **kwargs) -> SampledMinusExact:
   """The sampled marginal (App. B.3) against the exact one on the same x.
@@ -624,7 +610,7 @@ def to_bits_per_dim(log_prob: Array, num_dims: int) -> Array:
   return -np.asarray(log_prob) / (num_dims * math.log(2.0))
 
 
-def marginal_bits_per_dim(model: base.Model, params, x: Array,
+def marginal_bits_per_dim(model: base.DensityModel, params, x: Array,
                           conditions: Conditions, **kwargs) -> np.ndarray:
   """`marginal_log_prob` in bits per dimension of the discrete data, [B]."""
   return to_bits_per_dim(

@@ -37,7 +37,7 @@ from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 
 Array = jax.Array
 Bounds = Tuple[float, float, float, float]    # x_min, x_max, y_min, y_max
@@ -82,15 +82,15 @@ def log_density_grid(log_density: Callable[[Array], Array], bounds: Bounds,
                                                             resolution))
 
 
-def model_log_density(model: model_base.Model, params,
+def model_log_density(model: protocols.Density, params,
                       num_samples: int = 100,
                       seed: int = 0) -> Callable[[Array], Array]:
   """[N, 2] -> log p [N] of a trained unconditional 2-D model.
 
-  Models with an `importance_log_likelihood` method (LGF) use it with
+  Models offering `protocols.ImportanceLikelihood` (LGF) use it with
   `num_samples` importance samples; the others their exact `log_prob`.
   """
-  if hasattr(model, "importance_log_likelihood"):
+  if protocols.offers(model, protocols.ImportanceLikelihood):
     key = jax.random.key(seed)
     return lambda points: model.importance_log_likelihood(
         params, points, key, num_samples)
@@ -158,7 +158,7 @@ def plot_noise_scale_samples(workdir: str, path: str,
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
   from nbflows import image_grid  # pylint: disable=g-import-not-at-top
   model, params, _ = checkpoint_loading.load_checkpoint(workdir)
-  if not hasattr(model, "samples_by_noise_scale"):
+  if not protocols.offers(model, protocols.NoiseScaleSampler):
     raise ValueError(f"{workdir} holds a {model.name!r} model; --noise_scales "
                      "needs a flow with a NIF prior (model 'nif_flow')")
   rows = model.samples_by_noise_scale(params, jax.random.key(seed),

@@ -38,12 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from nbflows import marginal
-from nbflows.models import base
+from nbflows.models import protocols
 
 Array = jax.Array
 
 
-def sample_unconditional(model: base.Model, params, key: Array,
+def sample_unconditional(model: protocols.Trainable, params, key: Array,
                          num_samples: int, conditions: marginal.Conditions,
                          temperature: float = 1.0
                          ) -> Tuple[Array, np.ndarray]:
@@ -71,7 +71,8 @@ def sample_unconditional(model: base.Model, params, key: Array,
   return model.sample(params, sample_key, cond, temperature), rows
 
 
-def _neighbourhood(model: base.Model, images: Array, name: str) -> np.ndarray:
+def _neighbourhood(model: protocols.Trainable, images: Array,
+                   name: str) -> np.ndarray:
   """Checks a set of images [k, *event]; returns it in data units."""
   images = np.asarray(images)
   if images.ndim != len(model.event_shape) + 1 or (
@@ -82,7 +83,7 @@ def _neighbourhood(model: base.Model, images: Array, name: str) -> np.ndarray:
   return marginal.to_data_units(images)
 
 
-def sample_like(model: base.Model, params, key: Array, images: Array,
+def sample_like(model: protocols.Trainable, params, key: Array, images: Array,
                 num_samples: int, temperature: float = 1.0) -> Array:
   """Targeted sampling: `num_samples` draws from p(. | N = images).
 
@@ -133,7 +134,7 @@ def interpolation_sets(first: np.ndarray, second: np.ndarray) -> np.ndarray:
                    for j in range(k + 1)])
 
 
-def interpolate_neighbourhoods(model: base.Model, params, key: Array,
+def interpolate_neighbourhoods(model: protocols.Trainable, params, key: Array,
                                first: Array, second: Array,
                                num_samples: int = 1,
                                temperature: float = 1.0) -> Interpolation:

@@ -11,6 +11,7 @@ import pytest
 
 from nbflows.data import sources
 from nbflows.models import glf
+from nbflows.models import protocols
 from nbflows.models import vae
 
 EVENT = (3, 3, 1)
@@ -221,5 +222,5 @@ def test_invalid_settings_raise():
     glf.GLFModel(network, LEVELS, objective="adversarial")
   with pytest.raises(ValueError, match="beta=0"):
     glf.GLFModel(network, LEVELS, beta=0.0)
-  with pytest.raises(NotImplementedError, match="no density"):
-    glf.GLFModel(network, LEVELS).log_prob({}, data_batch(0)["x"])
+  # No density on images: the model has no log_prob at all.
+  assert not protocols.offers(glf.GLFModel(network, LEVELS), protocols.Density)

@@ -18,6 +18,7 @@ from configs import kde_digits
 from nbflows import checkpoint_loading
 from nbflows.data import pipeline
 from nbflows.models import kde
+from nbflows.models import protocols
 from test_entry_points import run_module
 from train import evaluate
 from train import fitting
@@ -141,8 +142,7 @@ def test_errors_name_the_problem():
   params = model.init(jax.random.key(0), {"x": jnp.zeros((3, 2))})
   with pytest.raises(ValueError, match="expected \\[batch, 2\\]"):
     model.log_prob(params, jnp.zeros((3, 3)))
-  with pytest.raises(NotImplementedError, match="no forward bijection"):
-    model.forward(params, jnp.zeros((3, 2)))
+  assert not protocols.offers(model, protocols.Bijective)  # no forward
   with pytest.raises(ValueError, match="grid="):
     kde.fit_bandwidth(jnp.zeros((3, 2)), jnp.zeros((3, 2)), [1.0, -1.0])
   with pytest.raises(ValueError, match="sigma=0"):

@@ -27,7 +27,7 @@ LEVELS = 17   # the digits' 0..16
 
 
 class Case(NamedTuple):
-  model: base.Model
+  model: base.BijectiveModel
   params: object       # perturbed parameters
   init_params: object  # parameters as initialised
   x: jax.Array
@@ -79,7 +79,7 @@ def _case(name: str) -> Case:
     x = 2.0 * jax.random.normal(jax.random.key(0), (4, 4))
   module = flow.FlowModel(transform=_transform(name), event_shape=shape,
                           num_levels=levels, logit_alpha=ALPHA)
-  model = base.Model(module, shape, name=name, num_levels=levels)
+  model = base.BijectiveModel(module, shape, name=name, num_levels=levels)
   init_params = model.init(_init_key(), {"x": x})
   params = _perturb(init_params)
   return Case(model, params, init_params, x)
@@ -187,7 +187,7 @@ def test_bits_per_dim_counts_dequantisation_and_logit_by_hand():
   x = jnp.array([[[[0.5], [3.25]], [[1.0], [2.75]]]])   # [1, 2, 2, 1]
   module = flow.FlowModel(transform=flow.Chain(()), event_shape=(2, 2, 1),
                           num_levels=levels, logit_alpha=alpha)
-  model = base.Model(module, (2, 2, 1), num_levels=levels)
+  model = base.BijectiveModel(module, (2, 2, 1), num_levels=levels)
   params = model.init(jax.random.key(0), {"x": x})
   values = np.array([0.5, 3.25, 1.0, 2.75])
   p = alpha + (1 - 2 * alpha) * values / levels
@@ -251,8 +251,8 @@ def test_conditional_couplings_get_their_scales_condition():
                                            last_scale_couplings=2)
   module = _NeighbourConditioned(transform=transform, event_shape=(8, 8, 1),
                                  num_levels=LEVELS, logit_alpha=ALPHA)
-  model = base.Model(module, (8, 8, 1), condition_kind="neighbours",
-                     num_levels=LEVELS)
+  model = base.BijectiveModel(module, (8, 8, 1), condition_kind="neighbours",
+                              num_levels=LEVELS)
   x = _image_batch(2)
   neighbours = _image_batch(2 * 2, seed=1).reshape(2, 2, 8, 8, 1)
   params = _perturb(model.init(_init_key(), {"x": x,
@@ -294,7 +294,8 @@ class _ShiftedPrior(flow.FlowModel):
 
 def test_prior_hooks_replace_the_standard_normal():
   module = _ShiftedPrior(transform=_transform("maf"), event_shape=(4,))
-  model = base.Model(module, (4,), condition_kind="label", num_classes=3)
+  model = base.BijectiveModel(module, (4,), condition_kind="label",
+                              num_classes=3)
   x, labels = jax.random.normal(jax.random.key(0), (2, 4)), jnp.array([0, 2])
   params = _perturb(model.init(_init_key(), {"x": x, "label": labels}))
   z, logdet = model.forward(params, x, labels)

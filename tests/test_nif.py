@@ -233,8 +233,8 @@ def nif_flow_model():
   module = nif_flow.NIFFlowModel(transform=transform(), latent_dim=1,
                                  upsample_factor=2, **shape)
   model = nif_flow.NIFModel(module, (4, 4, 1), name="nif_flow")
-  baseline = base.Model(flow.FlowModel(transform=transform(), **shape),
-                        (4, 4, 1))
+  baseline = base.BijectiveModel(
+      flow.FlowModel(transform=transform(), **shape), (4, 4, 1))
   x = jax.random.normal(jax.random.key(0), (3, 4, 4, 1))
   params = jax.jit(module.init)(jax.random.key(1), x)
   keys = iter(jax.random.split(jax.random.key(2), 16))

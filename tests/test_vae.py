@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from nbflows.models import protocols
 from nbflows.models import vae
 
 EVENT = (3, 3, 1)
@@ -204,8 +205,7 @@ def test_sampling_and_unsupported_calls():
   assert bool(jnp.all((samples >= 0.5) & (samples <= LEVELS - 0.5)))
   with pytest.raises(ValueError, match="number of samples"):
     model.sample(params, jax.random.key(1), 0)
-  with pytest.raises(NotImplementedError, match="iwae_log_likelihood"):
-    model.log_prob(params, data_batch(0)["x"])
+  assert not protocols.offers(model, protocols.Density)  # iwae bounds it
   with pytest.raises(ValueError, match="prior='flow'"):
     make_model("flow").init(jax.random.key(0), data_batch(0))
   with pytest.raises(ValueError, match="outside"):

@@ -41,6 +41,6 @@ class DiagonalAffineFlow(nn.Module):
     return self.inverse(z, cond)[0]
 
 
-def tiny_model(dim: int = 2) -> model_base.Model:
-  """The diagonal affine flow behind the `Model` facade ([B, dim] vectors)."""
-  return model_base.Model(DiagonalAffineFlow(dim), (dim,), name="diag")
+def tiny_model(dim: int = 2) -> model_base.BijectiveModel:
+  """The diagonal affine flow as a `BijectiveModel` ([B, dim] vectors)."""
+  return model_base.BijectiveModel(DiagonalAffineFlow(dim), (dim,), name="diag")

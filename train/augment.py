@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from nbflows.data import sources
-from nbflows.models import exemplar_vae
+from nbflows.models import protocols
 
 Array = jax.Array
 
@@ -71,7 +71,7 @@ def augmentation_loss(logits_real: Array, logits_augmented: Array,
   return jnp.mean(weight * real + (1.0 - weight) * augmented)
 
 
-def train_classifier(model: exemplar_vae.ExemplarVAEModel, params: Any,
+def train_classifier(model: protocols.ExemplarSampler, params: Any,
                      splits: sources.Splits, weight: float, steps: int,
                      hidden: Sequence[int] = (1024, 1024),
                      batch_size: int = 100, learning_rate: float = 1e-3,
@@ -145,7 +145,7 @@ def main(workdir: str, weight: float, steps: int, compare: bool,
   """Loads the run in `workdir`, trains the classifiers, writes augment.json."""
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
   model, params, config = checkpoint_loading.load_checkpoint(workdir)
-  if not isinstance(model, exemplar_vae.ExemplarVAEModel):
+  if not protocols.offers(model, protocols.ExemplarSampler):
     raise ValueError(f"the run in {workdir} trained model {config.model!r}; "
                      "augmentation needs an Exemplar VAE (model 'evae')")
   splits = sources.load(config.dataset, config.data_dir or None,

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_loading
+from nbflows.models import protocols
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
 from train import checkpoint as checkpoint_lib
@@ -56,7 +57,7 @@ def convert(workdir: str) -> List[str]:
   abstract = jax.eval_shape(
       lambda key: state_lib.create_train_state(model, optimizer, key, batch),
       jax.random.key(0))
-  fitted = hasattr(model, "fit")
+  fitted = protocols.offers(model, protocols.Fitted)
   converted = []
   for which in ("latest", "best"):
     directory = checkpoint_format.checkpoints_dir(workdir, which)

@@ -11,8 +11,8 @@ eval.json holds: model, dataset, num_train_steps, steps_trained,
 checkpoint_step (whose parameters were evaluated), num_params, metrics (the
 metric names evaluated), test_<name> for the mean over the test split of
 every per-example metric the model reports (`model.eval_metrics`, or
-`model.test_metrics` where the model has one, e.g. LGF's 1000-sample
-importance estimate): test_bpd for the flows, test_iwae for the VAEs;
+`model.test_metrics` where it offers `protocols.TestMetrics`, e.g. LGF's
+1000-sample importance estimate): test_bpd for the flows, test_iwae for the VAEs;
 for a neighbourhood model conditional_bpd_protocol (how test
 neighbourhoods were chosen: by default among training images of the test image's class, so the
 test label is used, as paper 1 App. B.2 does) and test_bpd_label_free (the
@@ -39,6 +39,7 @@ from nbflows import image_grid
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
+from nbflows.models import protocols
 from nbflows.neighbours import index as index_lib
 from train import checkpoint as checkpoint_lib
 from train import requested_metrics
@@ -50,7 +51,7 @@ SAMPLES_FILE = "samples.png"
 NEIGHBOURHOOD_ROWS = 8     # neighbourhoods in samples.png (paper 1, Fig. 3)
 
 
-def load_data(config: ml_collections.ConfigDict, model: model_base.Model
+def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable
               ) -> Tuple[sources.Splits, Any]:
   """Loads the dataset and, for neighbour-conditioned models, the index.
 
@@ -105,7 +106,7 @@ def label_free_neighbours(neighbours: ml_collections.ConfigDict
 
 
 def label_free_results(config: ml_collections.ConfigDict,
-                       model: model_base.Model, params: Any,
+                       model: protocols.Trainable, params: Any,
                        splits: sources.Splits, mesh: sharding.Mesh,
                        eval_step: Callable,
                        test_bpd: np.ndarray) -> Dict[str, Any]:
@@ -134,16 +135,7 @@ def label_free_results(config: ml_collections.ConfigDict,
   return results
 
 
-def selection_metric(model: model_base.Model) -> str:
-  """The validation metric that picks the best checkpoint; lower is better.
-
-  "bpd" unless the model names another of its `eval_metrics` in a
-  `selection_metric` attribute (e.g. a VAE without bits/dim).
-  """
-  return getattr(model, "selection_metric", "bpd")
-
-
-def make_eval_step(model: model_base.Model, mesh: sharding.Mesh,
+def make_eval_step(model: protocols.Trainable, mesh: sharding.Mesh,
                    metrics_fn: Optional[Callable] = None) -> Callable:
   """Jits `metrics_fn` (default `model.eval_metrics`): (params, batch, key)
   -> {name: [B]}.
@@ -158,7 +150,7 @@ def make_eval_step(model: model_base.Model, mesh: sharding.Mesh,
                  out_shardings=replicated)
 
 
-def split_values(model: model_base.Model, params: Any,
+def split_values(model: protocols.Trainable, params: Any,
                  batches: Iterable[Mapping[str, np.ndarray]],
                  mesh: sharding.Mesh, batch_size: int, seed: int,
                  eval_step: Optional[Callable] = None
@@ -200,7 +192,7 @@ def split_values(model: model_base.Model, params: Any,
   return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def evaluate_split(model: model_base.Model, params: Any,
+def evaluate_split(model: protocols.Trainable, params: Any,
                    batches: Iterable[Mapping[str, np.ndarray]],
                    mesh: sharding.Mesh, batch_size: int, seed: int,
                    eval_step: Optional[Callable] = None) -> Dict[str, float]:
@@ -215,7 +207,7 @@ def evaluate_split(model: model_base.Model, params: Any,
                         eval_step)
   return {name: float(np.mean(v)) for name, v in values.items()}
 
-def draw_samples(model: model_base.Model, params: Any, key: Array,
+def draw_samples(model: protocols.Trainable, params: Any, key: Array,
                  num: int, condition_batch: Mapping[str, np.ndarray]
                  ) -> np.ndarray:
   """Draws about `num` samples, as rows of a grid.
@@ -271,7 +263,7 @@ def save_sample_grid(rows: np.ndarray, path: str,
 
 
 def write_test_report(config: ml_collections.ConfigDict, workdir: str,
-                      model: model_base.Model, params: Any,
+                      model: protocols.Trainable, params: Any,
                       splits: sources.Splits, index: Any, mesh: sharding.Mesh,
                       steps_trained: int, checkpoint_step: int,
                       eval_step: Optional[Callable] = None,
@@ -289,8 +281,9 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     mesh: the device mesh.
     steps_trained: how many steps the run trained.
     checkpoint_step: the step whose parameters `params` are.
-    eval_step: from `make_eval_step` (built here if None); a model with
-      `test_metrics` (LGF) is tested with those instead.
+    eval_step: from `make_eval_step` (built here if None); a model
+      offering `protocols.TestMetrics` (LGF) is tested with its
+      `test_metrics` instead.
     metrics: names from `requested_metrics.METRICS` (see
       `requested_metrics.chosen_metrics` for the default).
 
@@ -305,9 +298,10 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
   """
   metrics = requested_metrics.chosen_metrics(config, model, splits.info,
                                              metrics)
-  if hasattr(model, "test_metrics") or eval_step is None:
-    eval_step = make_eval_step(model, mesh,
-                               getattr(model, "test_metrics", None))
+  if protocols.offers(model, protocols.TestMetrics):
+    eval_step = make_eval_step(model, mesh, model.test_metrics)
+  elif eval_step is None:
+    eval_step = make_eval_step(model, mesh)
   values = split_values(
       model, params, pipeline.eval_iterator(splits, index, "test",
                                             config.eval_batch_size),
@@ -343,7 +337,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     with open(path + ".tmp", "w") as f:
       json.dump(results, f, indent=2)
     os.replace(path + ".tmp", path)
-    metric = "bpd" if "bpd" in values else selection_metric(model)
+    metric = "bpd" if "bpd" in values else model.selection_metric
     marginal = results.get("test_marginal_bpd")
     label_free = results.get("test_bpd_label_free")
     print(f"test {'bits/dim' if metric == 'bpd' else metric}: "

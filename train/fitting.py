@@ -3,8 +3,8 @@
 The kernel density estimate of paper 1 (eq. 2, `nbflows.models.kde`) has no
 loss to descend: its centres are the whole training split and its bandwidth
 is the candidate with the highest validation log-likelihood. `train.trainer`
-hands any model with a ``fit(key, train_images, validation_points)`` method
-to `fit_and_evaluate`, which
+hands any model offering `protocols.Fitted` (a ``fit(key, train_images,
+validation_points)`` method) to `fit_and_evaluate`, which
 
   1. fits it on ``splits.train.images`` (every training image, not a batch)
      and the validation points the trainer's own validation pass scores
@@ -36,7 +36,7 @@ import numpy as np
 from nbflows import checkpoint as checkpoint_format
 from nbflows.data import pipeline
 from nbflows.data import sources
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 from train import checkpoint as checkpoint_lib
 from train import evaluate as evaluate_lib
 from train import metric_writer
@@ -54,15 +54,16 @@ def validation_points(splits: sources.Splits, batch_size: int) -> np.ndarray:
 
 
 def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                     model: model_base.Model, splits: sources.Splits,
+                     model: protocols.Fitted, splits: sources.Splits,
                      index: Any, mesh: sharding.Mesh) -> Dict[str, Any]:
   """Fits `model` (steps 1-3 of the module docstring) and tests it.
 
   Args:
     config: a validated config.
     workdir: where config.json, the checkpoint, metrics and eval.json go.
-    model: a model with ``fit(key, train, validation) -> (params, fit)``,
-      `fit` having `sigma` and `validation_log_prob` (`kde.BandwidthFit`).
+    model: a `protocols.Fitted` and `protocols.Trainable` model:
+      ``fit(key, train, validation) -> (params, fit)``, `fit` having
+      `sigma` and `validation_log_prob` (`kde.BandwidthFit`).
     splits: the dataset.
     index: the neighbour index (None for an unconditional model).
     mesh: the device mesh.

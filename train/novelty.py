@@ -57,6 +57,7 @@ from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.metrics import roc
 from nbflows.models import base as model_base
+from nbflows.models import protocols
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
 from train import evaluate as evaluate_lib
@@ -121,14 +122,21 @@ def one_class_auroc(scores: ArrayLike, test_labels: ArrayLike,
 
 
 def check_novelty_config(config: ml_collections.ConfigDict,
-                         model: model_base.Model) -> None:
-  """Raises ValueError for settings that would leak the test labels.
+                         model: protocols.Trainable) -> None:
+  """Raises for a model without a density or settings that leak test labels.
 
   A label-conditioned model (CC-RNVP) would be scored given the test
   label; with `neighbours.same_class`, a test point's neighbours would be
   picked by its label, which a novelty detector must not know (and a novel
   test point has no training neighbours of its own class at all).
+
+  Raises:
+    TypeError: if the model does not offer `protocols.Density` (the score
+      is log p(x | N(x))).
+    ValueError: for the label-leaking settings.
   """
+  protocols.require(model, protocols.Density,
+                    "novelty detection (scores log p(x | N(x)))")
   if model.condition_kind == "label":
     raise ValueError(
         f"model {config.model!r} is conditioned on the class label; novelty "
@@ -141,7 +149,7 @@ def check_novelty_config(config: ml_collections.ConfigDict,
         "images without looking at the test label")
 
 
-def test_log_likelihoods(model: model_base.Model, params: Any,
+def test_log_likelihoods(model: model_base.DensityModel, params: Any,
                          splits: sources.Splits, index: Any,
                          batch_size: int, seed: int,
                          mesh: sharding.Mesh) -> np.ndarray:

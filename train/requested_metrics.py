@@ -55,9 +55,7 @@ from nbflows import marginal
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
-from nbflows.models import glf
-from nbflows.models import lgf
-from nbflows.models import vae
+from nbflows.models import protocols
 from train import sample_quality
 
 METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "marginal_bias",
@@ -92,27 +90,19 @@ def is_image_data(info: sources.DatasetInfo) -> bool:
   return len(info.event_shape) == 3 and info.num_levels is not None
 
 
-def default_metrics(model: model_base.Model,
+def default_metrics(model: protocols.Trainable,
                     info: sources.DatasetInfo) -> Tuple[str, ...]:
-  """The metrics a model family reports by default.
+  """The metrics a model reports by default: its `default_metrics`.
 
   VAEs: iwae (+ fd); GLF: fd; LGF: log_likelihood (+ fd, prd); other flows
   and KDE: bpd, with marginal_bpd, fd and prd on images and log_likelihood
   on vector data. "fd" and "prd" only for image data.
   """
-  images = is_image_data(info)
-  if isinstance(model, vae.VAEModel):
-    return ("iwae", "fd") if images else ("iwae",)
-  if isinstance(model, glf.GLFModel):
-    return ("fd",) if images else ()
-  if isinstance(model, lgf.LGFModel):
-    return ("log_likelihood", "fd", "prd") if images else ("log_likelihood",)
-  if images:
-    return ("bpd", "marginal_bpd", "fd", "prd")
-  return ("bpd", "log_likelihood")
+  return model.default_metrics(is_image_data(info))
 
 
-def chosen_metrics(config: ml_collections.ConfigDict, model: model_base.Model,
+def chosen_metrics(config: ml_collections.ConfigDict,
+                   model: protocols.Trainable,
                    info: sources.DatasetInfo,
                    metrics: Optional[Union[str, Sequence[str]]] = None
                    ) -> Tuple[str, ...]:
@@ -130,7 +120,8 @@ def chosen_metrics(config: ml_collections.ConfigDict, model: model_base.Model,
 
 
 def marginal_on_test_split(
-    model: model_base.Model, params: Any, config: ml_collections.ConfigDict,
+    model: model_base.DensityModel, params: Any,
+    config: ml_collections.ConfigDict,
     splits: sources.Splits, index: Any,
     x: np.ndarray) -> marginal.TrainingSetMarginal:
   """Eq. 4 of paper 1 at test points `x` [N, *event] (data units).
@@ -168,7 +159,7 @@ def marginal_results(result: marginal.TrainingSetMarginal, num_dims: int,
   return results
 
 
-def _marginal_entries(model: model_base.Model, params: Any,
+def _marginal_entries(model: model_base.DensityModel, params: Any,
                       config: ml_collections.ConfigDict,
                       splits: sources.Splits, index: Any,
                       metrics: Sequence[str]) -> Dict[str, Any]:
@@ -205,7 +196,7 @@ def _marginal_entries(model: model_base.Model, params: Any,
 
 
 def _require(values: Mapping[str, np.ndarray], metric: str,
-             needed: Sequence[str], model: model_base.Model) -> str:
+             needed: Sequence[str], model: protocols.Trainable) -> str:
   """The first of `needed` that the model reports, else ValueError."""
   for name in needed:
     if name in values:
@@ -214,7 +205,7 @@ def _require(values: Mapping[str, np.ndarray], metric: str,
                    f"model {model.name!r} reports {sorted(values)}")
 
 
-def requested_results(model: model_base.Model, params: Any,
+def requested_results(model: protocols.Trainable, params: Any,
                       config: ml_collections.ConfigDict,
                       splits: sources.Splits, index: Any,
                       values: Mapping[str, np.ndarray],
@@ -229,6 +220,7 @@ def requested_results(model: model_base.Model, params: Any,
   results: Dict[str, Any] = {}
   if "iwae" in metrics:
     _require(values, "iwae", ["iwae"], model)
+    protocols.require(model, protocols.IWAEBound, "metric 'iwae'")
     results.update(model.eval_settings)
   if "bpd" in metrics:
     _require(values, "bpd", ["bpd"], model)
@@ -240,7 +232,7 @@ def requested_results(model: model_base.Model, params: Any,
         test_log_likelihood=float(np.mean(log_likelihood)),
         test_log_likelihood_stderr=float(
             np.std(log_likelihood, ddof=1) / math.sqrt(len(log_likelihood))))
-    if hasattr(model, "test_samples"):
+    if protocols.offers(model, protocols.TestMetrics):
       results["log_likelihood_samples"] = model.test_samples
   if "marginal_bpd" in metrics:
     _require(values, "marginal_bpd", ["bpd"], model)

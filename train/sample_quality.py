@@ -33,13 +33,13 @@ from nbflows.data import sources
 from nbflows.metrics import feature_net
 from nbflows.metrics import frechet
 from nbflows.metrics import prd
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 
 Array = jax.Array
 FEATURE_NET_CACHE_DIR = os.path.join("~", ".cache", "nbflows", "feature_net")
 
 
-def draw_marginal_samples(model: model_base.Model, params: Any, key: Array,
+def draw_marginal_samples(model: protocols.Trainable, params: Any, key: Array,
                           num: int, train: sources.Split, index: Any,
                           batch_size: int) -> np.ndarray:
   """`num` samples of the model's marginal (paper 1, Alg. 2).
@@ -67,7 +67,7 @@ def draw_marginal_samples(model: model_base.Model, params: Any, key: Array,
       for k, i in zip(keys, range(0, num, batch_size))])
 
 
-def sample_quality(model: model_base.Model, params: Any, key: Array,
+def sample_quality(model: protocols.Trainable, params: Any, key: Array,
                    config: ml_collections.ConfigDict, splits: sources.Splits,
                    index: Any, metrics: Sequence[str]) -> Dict[str, Any]:
   """Frechet distance and/or PRD of model samples against the test split.

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 
 Array = jax.Array
 Params = Any
@@ -104,7 +104,7 @@ def make_optimizer(optimizer_config: ml_collections.ConfigDict,
                   weight_decay=optimizer_config.weight_decay))
 
 
-def create_train_state(model: model_base.Model,
+def create_train_state(model: protocols.Trainable,
                        optimizer: optax.GradientTransformation, key: Array,
                        batch: Mapping[str, Array]) -> TrainState:
   """Initialises the parameters from `batch` and the optimizer from them.

@@ -31,11 +31,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 from absl import logging
 import jax
@@ -48,7 +49,7 @@ import tqdm
 from nbflows import checkpoint as checkpoint_format
 from nbflows.data import pipeline
 from nbflows.data import sources
-from nbflows.models import base as model_base
+from nbflows.models import protocols
 from nbflows.models import registry
 from train import checkpoint as checkpoint_lib
 from train import evaluate as evaluate_lib
@@ -108,7 +109,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   sources.dataset_info(config.dataset)  # raises for an unknown dataset
 
 
-def make_train_step(model: model_base.Model,
+def make_train_step(model: protocols.Trainable,
                     optimizer: optax.GradientTransformation
                     ) -> Callable[[state_lib.TrainState, Batch],
                                   Tuple[state_lib.TrainState, Metrics]]:
@@ -123,7 +124,7 @@ def make_train_step(model: model_base.Model,
   advances either way (the batch is consumed).
 
   Args:
-    model: the model facade (its `loss(params, batch, key)` is minimised).
+    model: the model (its `loss(params, batch, key)` is minimised).
     optimizer: from `state.make_optimizer`.
 
   Returns:
@@ -239,20 +240,22 @@ def _check_streak(metrics: Optional[Metrics], step: int, limit: int) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
-          model: model_base.Model, splits: sources.Splits,
+          model: protocols.Trainable, splits: sources.Splits,
           index: Any = None,
           mesh: Optional[sharding.Mesh] = None) -> Dict[str, Any]:
   """Trains `model` on `splits`, then evaluates it on the test split.
 
   `train_and_evaluate` builds the model and the data from the config and
   calls this; tests call it with small models and synthetic splits. A model
-  with a `fit` method (the KDE) is fitted instead, by
-  `fitting.fit_and_evaluate`.
+  offering `protocols.Fitted` (the KDE) is fitted instead, by
+  `fitting.fit_and_evaluate`. Three stages: the initial state
+  (`_initial_run`), the steps (`_run_steps`) and the test report
+  (`_final_report`).
 
   Args:
     config: a validated config.
     workdir: where checkpoints, metrics, samples and eval.json go.
-    model: the model facade.
+    model: the model (`protocols.Trainable`; its `loss` is minimised).
     splits: the dataset.
     index: the neighbour index for neighbour-conditioned models, else None.
     mesh: the device mesh (default: every device).
@@ -265,20 +268,78 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     ValueError: if the batch size does not split over the devices, or the
       workdir holds checkpoints of another model.
+    TypeError: if the model offers neither `Fitted` nor `Trainable`.
     NonFiniteTrainingError: after too many consecutive non-finite steps.
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
   sharding.check_batch_size(config.batch_size, mesh)
-  if hasattr(model, "fit"):  # the KDE: fitted to the whole split, no steps
+  if protocols.offers(model, protocols.Fitted):  # fitted to the whole split
     return fitting.fit_and_evaluate(config, workdir, model, splits, index,
                                     mesh)
+  protocols.require(model, protocols.Trainable, "training by gradient steps")
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
+  run = _initial_run(config, workdir, model, splits, index, mesh,
+                     checkpointer)
+  writer = metric_writer.MetricWriter(workdir)
+  eval_step = evaluate_lib.make_eval_step(model, mesh)
+  progress = tqdm.tqdm(total=config.num_train_steps, initial=run.step,
+                       disable=jax.process_index() != 0 or run.done(config),
+                       desc="train", unit="step")
+  with contextlib.ExitStack() as stack:
+    preemption = stack.enter_context(_Preemption(checkpointer))
+    stack.callback(writer.close)
+    stack.callback(progress.close)
+    # Also on an exception: finish the saves in flight (a kill loses them,
+    # and orbax's atomic rename makes that safe).
+    stack.callback(checkpointer.close)
+    preempted = _run_steps(config, model, run, splits, index, mesh,
+                           eval_step, checkpointer, writer, preemption,
+                           progress)
+    checkpointer.wait()
+    if preempted:
+      logging.warning("preempted at step %d; rerun to resume", run.step)
+      return {"preempted": True, "steps_trained": run.step}
+    return _final_report(config, workdir, model, run, splits, index, mesh,
+                         eval_step, checkpointer, writer)
+
+
+@dataclasses.dataclass
+class _Run:
+  """A run's state between steps and what its steps need.
+
+  Attributes:
+    state: the `TrainState` (restored or fresh).
+    loop: the early-stopping bookkeeping (best_value, best_step,
+      evals_without_improvement, stopped_early).
+    step: the steps trained so far.
+    batches: the training iterator, positioned after `first`.
+    first: the first batch, sharded over the mesh.
+    train_step: `compile_train_step`'s jitted step.
+    state_sharding: the state's shardings.
+    schedule: the learning-rate schedule (for the logs).
+  """
+  state: state_lib.TrainState
+  loop: Dict[str, Any]
+  step: int
+  batches: Iterator[Batch]
+  first: Batch
+  train_step: Callable
+  state_sharding: Any
+  schedule: optax.Schedule
+
+  def done(self, config: ml_collections.ConfigDict) -> bool:
+    """Whether the run has trained its steps or stopped early."""
+    return self.step >= config.num_train_steps or self.loop["stopped_early"]
+
+
+def _initial_run(config, workdir, model, splits, index, mesh,
+                 checkpointer: checkpoint_lib.Checkpointer) -> _Run:
+  """Resumes from the latest checkpoint, else initialises from batch one."""
   replicated = sharding.replicated(mesh)
   optimizer = state_lib.make_optimizer(config.optimizer, config.num_train_steps)
   schedule = state_lib.make_schedule(config.optimizer, config.num_train_steps)
   create = lambda key, batch: state_lib.create_train_state(
       model, optimizer, key, batch)
-
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   step = checkpointer.latest_step() or 0
   # Batch s is a function of the seed and s: starting the pipeline at the
   # restored step puts it where the interrupted run was, in constant time.
@@ -302,69 +363,73 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         "best_value": None, "best_step": None,
         "evals_without_improvement": 0, "stopped_early": False}
   checkpoint_format.save_config(config, workdir)
+  return _Run(state, loop, step, batches, first, train_step, state_sharding,
+              schedule)
 
-  writer = metric_writer.MetricWriter(workdir)
-  eval_step = evaluate_lib.make_eval_step(model, mesh)
-  done = step >= config.num_train_steps or loop["stopped_early"]
+
+def _run_steps(config, model, run: _Run, splits, index, mesh, eval_step,
+               checkpointer: checkpoint_lib.Checkpointer,
+               writer: metric_writer.MetricWriter, preemption: _Preemption,
+               progress) -> bool:
+  """Steps `run` to the last step, early stopping or a preemption.
+
+  Logs every `log_every_steps`, validates every `eval_every_steps` and
+  checkpoints on improvement, at the end and every `checkpoint_every_steps`.
+
+  Returns:
+    Whether the run was preempted.
+  """
+  replicated = sharding.replicated(mesh)
+  done = run.done(config)
   preempted = False
-  progress = tqdm.tqdm(total=config.num_train_steps, initial=step,
-                       disable=jax.process_index() != 0 or done,
-                       desc="train", unit="step")
-  with contextlib.ExitStack() as stack:
-    preemption = stack.enter_context(_Preemption(checkpointer))
-    stack.callback(writer.close)
-    stack.callback(progress.close)
-    # Also on an exception: finish the saves in flight (a kill loses them,
-    # and orbax's atomic rename makes that safe).
-    stack.callback(checkpointer.close)
-    window, previous, tick = [], None, time.time()
-    while not done:
-      batch = first if previous is None else sharding.shard_batch(
-          next(batches), mesh)
-      state, metrics = train_step(state, batch)
-      # Reading the previous step's streak lets this step run meanwhile.
-      _check_streak(previous, step, config.max_consecutive_nonfinite_steps)
-      previous = metrics
-      step += 1
-      progress.update(1)
-      window.append(metrics)
-      last = step == config.num_train_steps
-      if step % config.log_every_steps == 0 or last:
-        values = _mean_train_metrics(window)
-        values["learning_rate"] = float(schedule(step - 1))
-        values["steps_per_second"] = len(window) / (time.time() - tick)
-        values["nonfinite_total"] = float(jax.device_get(state.nonfinite_total))
-        writer.write(step, "train", values)
-        progress.set_postfix(loss=f"{values['loss']:.4f}")
-        window, tick = [], time.time()
-      improved = False
-      if step % config.eval_every_steps == 0 or last:
-        improved = _validate(config, model,
-                             jax.device_put(state.params, replicated), splits,
-                             index, mesh, eval_step, step, loop, writer)
-      preempted = preemption.reached(step)
-      done = last or preempted or loop["stopped_early"]
-      if improved or done or step % config.checkpoint_every_steps == 0:
-        checkpointer.save(step, state, loop, best=improved)
-    _check_streak(previous, step, config.max_consecutive_nonfinite_steps)
-    checkpointer.wait()
-    if preempted:
-      logging.warning("preempted at step %d; rerun to resume", step)
-      return {"preempted": True, "steps_trained": step}
+  window, previous, tick = [], None, time.time()
+  while not done:
+    batch = run.first if previous is None else sharding.shard_batch(
+        next(run.batches), mesh)
+    run.state, metrics = run.train_step(run.state, batch)
+    # Reading the previous step's streak lets this step run meanwhile.
+    _check_streak(previous, run.step, config.max_consecutive_nonfinite_steps)
+    previous = metrics
+    run.step += 1
+    progress.update(1)
+    window.append(metrics)
+    last = run.step == config.num_train_steps
+    if run.step % config.log_every_steps == 0 or last:
+      values = _mean_train_metrics(window)
+      values["learning_rate"] = float(run.schedule(run.step - 1))
+      values["steps_per_second"] = len(window) / (time.time() - tick)
+      values["nonfinite_total"] = float(
+          jax.device_get(run.state.nonfinite_total))
+      writer.write(run.step, "train", values)
+      progress.set_postfix(loss=f"{values['loss']:.4f}")
+      window, tick = [], time.time()
+    improved = False
+    if run.step % config.eval_every_steps == 0 or last:
+      improved = _validate(config, model,
+                           jax.device_put(run.state.params, replicated),
+                           splits, index, mesh, eval_step, run.step, run.loop,
+                           writer)
+    preempted = preemption.reached(run.step)
+    done = last or preempted or run.loop["stopped_early"]
+    if improved or done or run.step % config.checkpoint_every_steps == 0:
+      checkpointer.save(run.step, run.state, run.loop, best=improved)
+  _check_streak(previous, run.step, config.max_consecutive_nonfinite_steps)
+  return preempted
 
-    # The test evaluation uses the best parameters by validation.
-    checkpoint_step = checkpointer.best_step()
-    if checkpoint_step is not None and checkpoint_step != step:
-      state, _ = checkpointer.restore(checkpoint_step,
-                                      _abstract(state, state_sharding),
-                                      which="best")
-    results = evaluate_lib.write_test_report(
-        config, workdir, model, jax.device_put(state.params, replicated),
-        splits, index, mesh, steps_trained=step,
-        checkpoint_step=int(jax.device_get(state.step)), eval_step=eval_step)
-    writer.write(step, "test", {name[len("test_"):]: value
-                                for name, value in results.items()
-                                if name.startswith("test_")})
+
+def _final_report(config, workdir, model, run: _Run, splits, index, mesh,
+                  eval_step, checkpointer: checkpoint_lib.Checkpointer,
+                  writer: metric_writer.MetricWriter) -> Dict[str, Any]:
+  """Tests the best parameters by validation: eval.json, samples, logs."""
+  state = _best_state(checkpointer, run)
+  results = evaluate_lib.write_test_report(
+      config, workdir, model,
+      jax.device_put(state.params, sharding.replicated(mesh)), splits, index,
+      mesh, steps_trained=run.step,
+      checkpoint_step=int(jax.device_get(state.step)), eval_step=eval_step)
+  writer.write(run.step, "test", {name[len("test_"):]: value
+                                  for name, value in results.items()
+                                  if name.startswith("test_")})
   return dict(results, preempted=False)
 
 
@@ -373,6 +438,18 @@ def _abstract(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(
       lambda x, target: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                              sharding=target), tree, shardings)
+
+
+def _best_state(checkpointer: checkpoint_lib.Checkpointer,
+                run: _Run) -> state_lib.TrainState:
+  """The state of the best checkpoint by validation (`run.state` if last)."""
+  checkpoint_step = checkpointer.best_step()
+  if checkpoint_step is None or checkpoint_step == run.step:
+    return run.state
+  state, _ = checkpointer.restore(checkpoint_step,
+                                  _abstract(run.state, run.state_sharding),
+                                  which="best")
+  return state
 
 
 def _restore(config, workdir, checkpointer, step, abstract_state):
@@ -399,7 +476,7 @@ def _validate(config, model, params, splits, index, mesh, eval_step, step,
       pipeline.eval_iterator(splits, index, "validation",
                              config.eval_batch_size),
       mesh, config.eval_batch_size, config.seed, eval_step)
-  metric = evaluate_lib.selection_metric(model)
+  metric = model.selection_metric
   if metric not in values:
     raise ValueError(f"model {model.name!r} reports eval metrics "
                      f"{sorted(values)}; selecting the best checkpoint needs "

@@ -1,24 +1,33 @@
-"""The model facade: what the trainer, the evaluators and users call.
+"""The model classes: what the trainer, the evaluators and users call.
 
-A `Model` wraps a Flax module and exposes pure functions of `params`:
+Three levels, each a Flax module behind pure functions of `params`; a model
+has the methods of the capabilities it offers (`nbflows.models.protocols`)
+and no others:
 
-  params = model.init(key, batch)                  batch: {"x", ...}
-  model.log_prob(params, x, cond=None)       -> [B] nats, x in data units
-  model.forward(params, x, cond=None)        -> (z, logdet [B])
-  model.inverse(params, z, cond=None)        -> (x, logdet [B])
-  model.sample(params, key, n_or_cond, temperature=1.0) -> [n, *event]
-  model.loss(params, batch, key)             -> (scalar, {name: scalar})
-  model.eval_metrics(params, batch, key)     -> {name: [B]}
-  model.condition(batch)                     -> the batch field used as cond
+  `TrainableModel` (every model: `protocols.Trainable`'s frame)
+    params = model.init(key, batch)                  batch: {"x", ...}
+    model.sample(params, key, n_or_cond, temperature=1.0) -> [n, *event]
+    model.condition(batch)                     -> the batch field used as cond
+    and, from each subclass, loss(params, batch, key) -> (scalar, metrics),
+    eval_metrics(params, batch, key) -> {name: [B]}, selection_metric and
+    default_metrics(images)
+  `DensityModel(TrainableModel)` (`protocols.Density`: flows, LGF, the KDE)
+    model.log_prob(params, x, cond=None)       -> [B] nats, x in data units
+    model.bits_per_dim(params, x, cond=None)   -> [B]
+    and the exact-likelihood loss and eval metrics (bits/dim)
+  `BijectiveModel(DensityModel)` (`protocols.Bijective`: the flows, LGF)
+    model.forward(params, x, cond=None)        -> (z, logdet [B])
+    model.inverse(params, z, cond=None)        -> (x, logdet [B])
 
 "Data units" are those of the discrete data plus uniform dequantisation noise
 (x = uint8 + u, u ~ U[0, 1)), so ``-log_prob / (D ln 2)`` is bits per
 dimension in the discrete data space with no further correction.
 
-The wrapped module must provide the methods ``log_prob(x, cond)``,
-``forward(x, cond)``, ``inverse(z, cond)`` and ``sample(key, cond,
-num_samples, temperature)``; ``__call__`` must run ``log_prob`` (so that
-`init` runs a forward pass for data-dependent initialisation).
+The wrapped module provides what its level calls: ``sample(key, cond,
+num_samples, temperature)``; ``log_prob(x, cond)`` for a density, with
+``__call__`` running it (so that `init` runs a forward pass for
+data-dependent initialisation); ``forward(x, cond)`` and ``inverse(z,
+cond)`` for a bijection.
 
 Every public method validates its inputs (shapes always, finiteness when the
 values are concrete) and then calls a jitted function, so it is fast called
@@ -42,8 +51,11 @@ Params = Any
 CONDITION_KINDS = ("none", "neighbours", "label")
 
 
-class Model:
-  """A flow (or latent-variable model) with a jittable functional API.
+class TrainableModel:
+  """What every model shares: its event, condition, validation and sampling.
+
+  Subclasses add the loss, the eval metrics, `selection_metric` and
+  `default_metrics` (`protocols.Trainable`).
 
   Attributes:
     module: the Flax module.
@@ -55,7 +67,11 @@ class Model:
     num_classes: for condition_kind="label".
     num_levels: the number of discrete levels L of the data, or None for
       continuous data; when set, inputs must lie in data units [0, L).
+    num_neighbours: for condition_kind="neighbours", the k the model takes
+      (`ncl.NeighbourhoodModel` with concatenated neighbours), or None for
+      any k.
   """
+  num_neighbours: Optional[int] = None
 
   def __init__(self, module: nn.Module, event_shape: Sequence[int],
                condition_kind: str = "none", name: str = "",
@@ -139,27 +155,6 @@ class Model:
     self.check_cond(cond, x.shape[0])
     return self._init(key, x, cond)
 
-  def log_prob(self, params: Params, x: Array,
-               cond: Optional[Array] = None) -> Array:
-    """log p(x | cond) in nats, shape [B] (Alg. 1 of paper 1)."""
-    self.check_x(x)
-    self.check_cond(cond, x.shape[0])
-    return self._log_prob(params, x, cond)
-
-  def forward(self, params: Params, x: Array,
-              cond: Optional[Array] = None) -> Tuple[Array, Array]:
-    """Data -> latent: (z, log|det dz/dx|)."""
-    self.check_x(x)
-    self.check_cond(cond, x.shape[0])
-    return self._forward(params, x, cond)
-
-  def inverse(self, params: Params, z: Array,
-              cond: Optional[Array] = None) -> Tuple[Array, Array]:
-    """Latent -> data: (x, log|det dx/dz|)."""
-    bijector_base.check_finite(z, "z")
-    self.check_cond(cond, z.shape[0])
-    return self._inverse(params, z, cond)
-
   def sample(self, params: Params, key: Array, n_or_cond: Union[int, Array],
              temperature: float = 1.0) -> Array:
     """Draws samples (Alg. 2 of paper 1).
@@ -196,6 +191,45 @@ class Model:
     upper = jnp.nextafter(jnp.asarray(self.num_levels, samples.dtype), 0)
     return jnp.clip(samples, 0, upper)
 
+  # ----------------------------------------------------- jitted internals
+  @functools.cached_property
+  def _init(self):
+    # Jitted: an eager Flax init dispatches every operation on its own,
+    # which for a multi-scale flow takes far longer than compiling it.
+    return jax.jit(self.module.init)
+
+  @functools.cached_property
+  def _sample(self):
+    return jax.jit(
+        lambda p, k, c, n, t: self.module.apply(p, k, c, n, t, method="sample"),
+        static_argnums=(3,))
+
+
+class DensityModel(TrainableModel):
+  """A model with log p(x | cond) in closed form (`protocols.Density`).
+
+  Trained on the exact likelihood: the loss and the eval metric are bits per
+  dimension, which also picks the best checkpoint.
+
+  Attributes:
+    selection_metric: "bpd".
+  """
+  selection_metric = "bpd"
+
+  def default_metrics(self, images: bool) -> Tuple[str, ...]:
+    """bpd, with marginal_bpd, fd and prd on images and log_likelihood on
+    vectors (`train.requested_metrics`)."""
+    if images:
+      return ("bpd", "marginal_bpd", "fd", "prd")
+    return ("bpd", "log_likelihood")
+
+  def log_prob(self, params: Params, x: Array,
+               cond: Optional[Array] = None) -> Array:
+    """log p(x | cond) in nats, shape [B] (Alg. 1 of paper 1)."""
+    self.check_x(x)
+    self.check_cond(cond, x.shape[0])
+    return self._log_prob(params, x, cond)
+
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
     """Training loss: mean negative log-likelihood in bits per dimension."""
@@ -216,16 +250,27 @@ class Model:
     log_prob = self.module.apply(params, x, cond, method="log_prob")
     return -log_prob / (self.num_dims * math.log(2.0))
 
-  # ----------------------------------------------------- jitted internals
-  @functools.cached_property
-  def _init(self):
-    # Jitted: an eager Flax init dispatches every operation on its own,
-    # which for a multi-scale flow takes far longer than compiling it.
-    return jax.jit(self.module.init)
-
   @functools.cached_property
   def _log_prob(self):
     return jax.jit(lambda p, x, c: self.module.apply(p, x, c, method="log_prob"))
+
+
+class BijectiveModel(DensityModel):
+  """A flow: a bijection x <-> z with its log-det (`protocols.Bijective`)."""
+
+  def forward(self, params: Params, x: Array,
+              cond: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Data -> latent: (z, log|det dz/dx|)."""
+    self.check_x(x)
+    self.check_cond(cond, x.shape[0])
+    return self._forward(params, x, cond)
+
+  def inverse(self, params: Params, z: Array,
+              cond: Optional[Array] = None) -> Tuple[Array, Array]:
+    """Latent -> data: (x, log|det dx/dz|)."""
+    bijector_base.check_finite(z, "z")
+    self.check_cond(cond, z.shape[0])
+    return self._inverse(params, z, cond)
 
   @functools.cached_property
   def _forward(self):
@@ -234,12 +279,6 @@ class Model:
   @functools.cached_property
   def _inverse(self):
     return jax.jit(lambda p, z, c: self.module.apply(p, z, c, method="inverse"))
-
-  @functools.cached_property
-  def _sample(self):
-    return jax.jit(
-        lambda p, k, c, n, t: self.module.apply(p, k, c, n, t, method="sample"),
-        static_argnums=(3,))
 
 
 def count_params(params: Params) -> int:

@@ -82,7 +82,7 @@ class ClassConditionedFlow(flow.FlowModel):
     return gaussian.diagonal_normal_sample(key, mean, log_scale, temperature)
 
 
-class ClassConditionedModel(base.Model):
+class ClassConditionedModel(base.BijectiveModel):
   """The CC-RNVP facade: cond is [B] integer labels in [0, num_classes)."""
 
   def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:

@@ -422,7 +422,7 @@ def image_dataset_info(config: ml_collections.ConfigDict
 
 def unconditional_model(config: ml_collections.ConfigDict,
                         info: sources.DatasetInfo,
-                        transform: nn.Module) -> model_base.Model:
+                        transform: nn.Module) -> model_base.BijectiveModel:
   """Wraps `transform` in a `FlowModel` with a standard-normal prior.
 
   The preprocessing follows the dataset (`info.num_levels`) and
@@ -431,6 +431,6 @@ def unconditional_model(config: ml_collections.ConfigDict,
   module = FlowModel(transform=transform, event_shape=info.event_shape,
                      num_levels=info.num_levels,
                      logit_alpha=config.flow.logit_alpha)
-  return model_base.Model(module, info.event_shape, name=config.model,
+  return model_base.BijectiveModel(module, info.event_shape, name=config.model,
                           num_classes=info.num_classes,
                           num_levels=info.num_levels)

@@ -189,8 +189,12 @@ def reconstruction_loss(x: Array, mean: Array) -> Array:
   return 0.5 * jnp.sum(jnp.square(x - mean).reshape(x.shape[0], -1), axis=-1)
 
 
-class GLFModel(base.Model):
-  """GLF, regularised GLF or VAE + flow prior behind the `Model` facade.
+class GLFModel(base.TrainableModel):
+  """GLF, regularised GLF or VAE + flow prior.
+
+  It offers `protocols.Trainable` only: no density on images (the decoder
+  is deterministic; the latent flow's -log p(z) is `eval_metrics(...)["nll"]`)
+  and no bijection on images (`encode`, `decode_noise`).
 
   Args:
     module: a `LatentFlowAutoEncoder`.
@@ -224,6 +228,10 @@ class GLFModel(base.Model):
     self.objective = objective
     self.beta = beta
     self.selection_metric = "loss" if objective == "vae" else "reconstruction"
+
+  def default_metrics(self, images: bool) -> Tuple[str, ...]:
+    """fd on images, none on vectors (`train.requested_metrics`)."""
+    return ("fd",) if images else ()
 
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
     """Initialises the networks from a batch of images in data units."""
@@ -343,36 +351,6 @@ class GLFModel(base.Model):
       raise ValueError(f"num_steps={num_steps}; expected >= 2")
     t = jnp.linspace(0.0, 1.0, num_steps)[:, None]
     return self.decode_noise(params, (1 - t) * e_start + t * e_end)
-
-  # ------------------------------------------------ what GLF does not offer
-  def log_prob(self, params: Params, x: Array, cond: Any = None) -> Array:
-    """GLF has no density on images (its decoder is deterministic).
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(
-        f"model {self.name!r} has no density on images; the latent flow's "
-        "-log p(z) is eval_metrics(...)['nll']")
-
-  def forward(self, params: Params, x: Array, cond: Any = None):
-    """Images are not mapped bijectively; use `encode` and the flow.
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(f"model {self.name!r} is an auto-encoder, not a"
-                              " bijection on images; use encode(params, x)")
-
-  def inverse(self, params: Params, z: Array, cond: Any = None):
-    """Images are not mapped bijectively; use `decode_noise`.
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(f"model {self.name!r} is an auto-encoder, not a"
-                              " bijection on images; use decode_noise(params,"
-                              " e)")
 
 
 def _build(config: Any, objective: str) -> GLFModel:

@@ -124,7 +124,7 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
   return scale
 
 
-def build_glow(config: ml_collections.ConfigDict) -> base.Model:
+def build_glow(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "glow" model on `config.dataset`'s images.
 
   Uses config.flow.{num_scales, couplings_per_scale (K, steps per scale),

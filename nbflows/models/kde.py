@@ -231,14 +231,14 @@ def fit_bandwidth(train: Array, validation: Array,
   return BandwidthFit(float(grid[np.argmax(mean)]), grid, mean)
 
 
-class KernelDensityModel(base.Model):
-  """The `Model` facade over eq. 2, params {"train", "log_sigma"}.
+class KernelDensityModel(base.DensityModel):
+  """Eq. 2 as a density model, params {"train", "log_sigma"}.
 
-  There is no network (``module`` is None) and no bijection: `forward` and
-  `inverse` raise. `init(key, {"x": train})` takes the whole training set as
-  the centres with bandwidth `sigma`; `fit` also chooses the bandwidth on
-  validation data. `loss` / `eval_metrics` / `log_prob` / `sample` behave as
-  for a flow.
+  There is no network (``module`` is None) and no bijection
+  (`protocols.Density` and `Fitted`, not `Bijective`). `init(key, {"x":
+  train})` takes the whole training set as the centres with bandwidth
+  `sigma`; `fit` also chooses the bandwidth on validation data. `loss` /
+  `eval_metrics` / `log_prob` / `sample` behave as for a flow.
 
   Attributes:
     sigma: bandwidth `init` uses.
@@ -298,16 +298,6 @@ class KernelDensityModel(base.Model):
     log_prob = kde_log_prob(x, params["train"], params["log_sigma"],
                             block_size=self.block_size)
     return -log_prob / (self.num_dims * math.log(2.0))
-
-  def forward(self, params: Params, x: Array, cond: Optional[Array] = None):
-    """Raises NotImplementedError: a KDE has no bijection to a latent space."""
-    raise NotImplementedError(f"model {self.name!r} is a kernel density "
-                              "estimate; it has no forward bijection")
-
-  def inverse(self, params: Params, z: Array, cond: Optional[Array] = None):
-    """Raises NotImplementedError: a KDE has no bijection to a latent space."""
-    raise NotImplementedError(f"model {self.name!r} is a kernel density "
-                              "estimate; it has no inverse bijection")
 
   @functools.cached_property
   def _log_prob(self):

@@ -1,6 +1,6 @@
 """Localised generative flows (LGF, paper 2): the model facade and builders.
 
-`LGFModel` puts an `lgf_layers.LGFFlow` behind the `Model` facade: training
+`LGFModel` puts an `lgf_layers.LGFFlow` behind `base.BijectiveModel`: training
 on the single-sample ELBO of Alg. 1, validation and test on the
 importance-sampled log-likelihood (Rezende et al. 2014, App. E)
 
@@ -39,14 +39,15 @@ Array = jax.Array
 Params = base.Params
 
 # ------------------------------------------------------------------ facade
-class LGFModel(base.Model):
-  """An LGF behind the `Model` facade: ELBO training, importance-sampled test.
+class LGFModel(base.BijectiveModel):
+  """An LGF: ELBO training, importance-sampled test.
 
   `loss` is the negative single-sample ELBO (Alg. 1), in bits per dimension
   for discrete data (images) and nats per example otherwise; `eval_metrics`
   adds the importance-sampled log-likelihood with `eval_samples` samples
   (paper 2: 5-10 at validation) and `test_metrics` with `test_samples`
-  (paper 2: 1000). `log_prob` (the facade's likelihood, used by
+  (paper 2: 1000) (`protocols.TestMetrics`, `ImportanceLikelihood`).
+  `log_prob` (the density's likelihood, used by
   `train.compare` and the density plots) is the `test_samples` estimate with
   the fixed key 0, and `test_log_likelihood` adds its standard error over a
   split.
@@ -73,6 +74,10 @@ class LGFModel(base.Model):
     self.eval_samples = eval_samples
     self.test_samples = test_samples
     self.sample_chunk = sample_chunk
+
+  def default_metrics(self, images: bool) -> Tuple[str, ...]:
+    """log_likelihood, with fd and prd on images (`train.requested_metrics`)."""
+    return ("log_likelihood", "fd", "prd") if images else ("log_likelihood",)
 
   def elbo(self, params: Params, x: Array, key: Array) -> Array:
     """Single-sample ELBO estimates [B] in nats (traceable, no validation)."""

@@ -22,7 +22,7 @@ same chain and contribute their log-dets. In the data -> latent order the
 forward pass uses here, "step l" of the paper is visited from L down to 1.
 `LGFChain` strings steps together (LGF-MAF), `LGFMultiScale` lays them out
 like RealNVP's multi-scale flow (LGF-RealNVP), and `LGFFlow` adds the
-preprocessing and the N(0, I) prior of z_0. The `Model` facade, the
+preprocessing and the N(0, I) prior of z_0. The model (`LGFModel`), the
 importance-sampled likelihood and the builders are in `nbflows.models.lgf`.
 """
 from __future__ import annotations

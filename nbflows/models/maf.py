@@ -48,7 +48,7 @@ def maf_transform(num_layers: int, hidden: Sequence[int],
   return flow.alternating(num_layers, make, scan)
 
 
-def build_maf(config: ml_collections.ConfigDict) -> base.Model:
+def build_maf(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "maf" model on `config.dataset`; images are modelled as D-vectors.
 
   Uses config.flow.{num_layers, mlp_hidden, logit_alpha}.

@@ -34,7 +34,7 @@ The last layers are zero-initialised, so a fresh head is the identity
 This module also holds what NCL and NCT (`nbflows.models.nct`) share:
 `NeighbourhoodFlow` (preprocesses the neighbours like x and hands them to a
 transform that is a conditional bijector of x given N), the
-`NeighbourhoodModel` facade (condition_kind "neighbours", the k of the
+`NeighbourhoodModel` (condition_kind "neighbours", the k of the
 concatenating forms checked, contrastive training of eq. 10 when enabled)
 and the two forms of taking the neighbourhood (`FORMS`:
 `concat_neighbourhood`, or the -pool variants' pooling).
@@ -51,6 +51,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -409,8 +410,8 @@ class NeighbourhoodFlow(flow.FlowModel):
     return (log_prior + logdet).reshape(num, batch) + transform_logdet
 
 
-class NeighbourhoodModel(base.Model):
-  """The facade of NCL and NCT: cond is a neighbourhood [B, k, *event].
+class NeighbourhoodModel(base.BijectiveModel):
+  """The flow of NCT (and NCL's base): cond is a neighbourhood [B, k, *event].
 
   With `contrastive` set, `loss` is eq. 10 (see
   `nbflows.objectives.contrastive`): the batch rolled by a random shift
@@ -437,7 +438,7 @@ class NeighbourhoodModel(base.Model):
     self.num_neighbours = num_neighbours
 
   def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
-    """`base.Model.check_cond`, and k = `num_neighbours` where it is fixed."""
+    """`TrainableModel.check_cond`, and k = `num_neighbours` where fixed."""
     super().check_cond(cond, batch)
     check_neighbourhood(cond, self.event_shape, cond.shape[0],
                         num_neighbours=self.num_neighbours)
@@ -460,6 +461,36 @@ class NeighbourhoodModel(base.Model):
     return contrastive.contrastive_loss(bpd[0], bpd[1],
                                         self.contrastive.margin_bpd,
                                         self.contrastive.weight)
+
+
+class NCLModel(NeighbourhoodModel):
+  """NCL: a `NeighbourhoodModel` whose latent Gaussian moves with N (eq. 7).
+
+  Offers `protocols.LatentGaussians`: q does not depend on N, so
+  log p(x | N) = log N(q(x); g_mu(q(N)), g_sigma(q(N))^2) + log|det dq/dx|
+  splits into one flow pass per point and one head pass per neighbourhood
+  (`nbflows.marginal`'s exact route).
+  """
+
+  def latents_and_logdet(self, params: Params, x: Array
+                         ) -> Tuple[Array, Array]:
+    """(q(x) [B, *event], log|det dq/dx| [B]) of x in data units (jitted)."""
+    return self._latents(params, x)
+
+  def neighbourhood_gaussians(self, params: Params, latents: Array
+                              ) -> Tuple[Array, Array]:
+    """(g_mu, log g_sigma) [B, *event] of q(N) [B, k, *event] (jitted)."""
+    return self._statistics(params, latents)
+
+  @functools.cached_property
+  def _latents(self):
+    return jax.jit(lambda p, x: self.module.apply(
+        p, x, method=latents_and_logdet))
+
+  @functools.cached_property
+  def _statistics(self):
+    return jax.jit(lambda p, latents: self.module.apply(
+        p, latents, method=statistics_of_latents))
 
 
 def contrastive_settings(config: ml_collections.ConfigDict
@@ -511,7 +542,7 @@ def image_info(config: ml_collections.ConfigDict) -> sources.DatasetInfo:
   return info
 
 
-def build_ncl(config: ml_collections.ConfigDict) -> NeighbourhoodModel:
+def build_ncl(config: ml_collections.ConfigDict) -> NCLModel:
   """The "ncl" model: multi-scale RealNVP q with the eq. 9 head.
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
@@ -533,6 +564,6 @@ def build_ncl(config: ml_collections.ConfigDict) -> NeighbourhoodModel:
       transform=NCLTransform(transform=q, head=head),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
-  return NeighbourhoodModel(module, info.event_shape, config.model,
-                            info.num_levels, info.num_classes,
-                            contrastive_settings(config), num_neighbours)
+  return NCLModel(module, info.event_shape, config.model, info.num_levels,
+                  info.num_classes, contrastive_settings(config),
+                  num_neighbours)

@@ -83,9 +83,10 @@ class NIFFlowModel(flow.FlowModel):
     return self.nif.pseudo_inverse(z)
 
 
-class NIFModel(base.Model):
-  """The `Model` facade of an `NIFFlowModel`: exact bits/dim, plus the NIF's
-  noise scale at sampling and its low-dimensional embedding."""
+class NIFModel(base.BijectiveModel):
+  """The flow of an `NIFFlowModel`: exact bits/dim, plus the NIF's noise
+  scale at sampling (`protocols.NoiseScaleSampler`) and its low-dimensional
+  embedding."""
 
   def sample(self, params: Params, key: Array, n_or_cond, temperature: float
              = 1.0, noise_scale: float = 1.0) -> Array:

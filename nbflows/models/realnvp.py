@@ -151,7 +151,7 @@ def vector_transform(num_layers: int, hidden: Sequence[int],
       conditional, scan)
 
 
-def build_rnvp(config: ml_collections.ConfigDict) -> base.Model:
+def build_rnvp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "rnvp" model: multi-scale RealNVP on `config.dataset`'s images.
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
@@ -165,7 +165,7 @@ def build_rnvp(config: ml_collections.ConfigDict) -> base.Model:
   return flow.unconditional_model(config, info, transform)
 
 
-def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.Model:
+def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "rnvp_mlp" model: RealNVP with MLP couplings on D-vectors.
 
   Images are flattened to D-vectors (z is reshaped back). Uses

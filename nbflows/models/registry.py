@@ -1,7 +1,9 @@
 """`build_model(config)`: the model named by `config.model`, ready to train.
 
-`BUILDERS` maps each model name to a function `config -> Model`; a new model
-adds one line here. Builders read the dataset's shape and number of levels
+`BUILDERS` maps each model name to a function `config -> model` (a
+`base.TrainableModel` offering the capabilities of
+`nbflows.models.protocols` it computes); a new model adds one line here.
+Builders read the dataset's shape and number of levels
 from `nbflows.data.sources.dataset_info(config.dataset)`, so no data are
 loaded to build a model.
 """
@@ -25,7 +27,7 @@ from nbflows.models import nif_flow
 from nbflows.models import realnvp
 from nbflows.models import vae
 
-Builder = Callable[[ml_collections.ConfigDict], base.Model]
+Builder = Callable[[ml_collections.ConfigDict], base.TrainableModel]
 
 BUILDERS: Dict[str, Builder] = {
     "rnvp": realnvp.build_rnvp,
@@ -47,15 +49,16 @@ BUILDERS: Dict[str, Builder] = {
 }
 
 
-def build_model(config: ml_collections.ConfigDict) -> base.Model:
-  """Builds the `Model` named by `config.model` for `config.dataset`.
+def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
+  """Builds the model named by `config.model` for `config.dataset`.
 
   Args:
     config: a config from `configs/` (model, dataset and the model's
       section, e.g. `config.flow`).
 
   Returns:
-    The `Model` facade; call `model.init(key, batch)` for its parameters.
+    The model (`protocols.offers` says what it offers); call
+    `model.init(key, batch)` for its parameters.
 
   Raises:
     ValueError: if `config.model` is unknown (the message lists the known

@@ -269,8 +269,12 @@ class VAE(nn.Module):
 
 
 # ------------------------------------------------------------------- facade
-class VAEModel(base.Model):
-  """A VAE behind the `Model` facade: ELBO training, IWAE evaluation.
+class VAEModel(base.TrainableModel):
+  """A VAE: ELBO training, IWAE evaluation.
+
+  It offers `protocols.Trainable`, `IWAEBound` and `GaussianEncoder`; it has
+  no exact log p(x) (`iwae_log_likelihood` bounds it) and is no bijection
+  (`encode`, `decode`).
 
   Subclasses change the prior by overriding `training_log_prior` and
   `evaluation_log_prior` (the exemplar prior needs the batch at training
@@ -308,9 +312,18 @@ class VAEModel(base.Model):
     self.iwae_chunk = min(iwae_chunk, iwae_samples)
 
   @property
+  def latent_dim(self) -> int:
+    """d_z, the size of the Gaussian posterior's mean."""
+    return self.module.latent_dim
+
+  @property
   def eval_settings(self) -> Dict[str, int]:
     """Settings behind the eval metrics, for eval.json: {"iwae_samples": S}."""
     return {"iwae_samples": self.iwae_samples}
+
+  def default_metrics(self, images: bool) -> Tuple[str, ...]:
+    """iwae, with fd on images (`train.requested_metrics`)."""
+    return ("iwae", "fd") if images else ("iwae",)
 
   # ------------------------------------------------------------ functions
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
@@ -503,35 +516,6 @@ class VAEModel(base.Model):
     if not temperature >= 0:
       raise ValueError(f"temperature={temperature}; expected >= 0")
     return n_or_cond
-
-  # --------------------------------------------- what a VAE does not offer
-  def log_prob(self, params: Params, x: Array, cond: Any = None) -> Array:
-    """A VAE has no exact log p(x); use `iwae_log_likelihood`.
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(
-        f"model {self.name!r} is a VAE: log p(x) has no closed form; use "
-        "iwae_log_likelihood(params, x, key, num_samples) for its IWAE bound")
-
-  def forward(self, params: Params, x: Array, cond: Any = None):
-    """A VAE is not a bijection; use `encode`.
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(f"model {self.name!r} is a VAE, not a bijection;"
-                              " use encode(params, x)")
-
-  def inverse(self, params: Params, z: Array, cond: Any = None):
-    """A VAE is not a bijection; use `decode`.
-
-    Raises:
-      NotImplementedError: always.
-    """
-    raise NotImplementedError(f"model {self.name!r} is a VAE, not a bijection;"
-                              " use decode(params, z)")
 
 
 def active_units(means: Array, threshold: float = 0.01) -> int:

@@ -56,7 +56,8 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
 
   Raises:
     ValueError: if `workdir` is not a directory with a config.json and a
-      checkpoint, if its model is not a VAE (`nbflows.models.vae.VAEModel`,
+      checkpoint, if its model offers no Gaussian encoder
+      (`nbflows.models.protocols.GaussianEncoder`,
       whose `encode` gives mu(x)), or if its image
       shape is not `event_shape`; the message names what was given and what
       was expected.
@@ -66,7 +67,7 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
   from nbflows import checkpoint as checkpoint_format  # pylint: disable=g-import-not-at-top
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
   from nbflows.models import registry  # pylint: disable=g-import-not-at-top
-  from nbflows.models import vae  # pylint: disable=g-import-not-at-top
+  from nbflows.models import protocols  # pylint: disable=g-import-not-at-top
 
   expected = "the workdir of a VAE trained by python -m train.main"
   config_path = os.path.join(workdir, checkpoint_format.CONFIG_FILE)
@@ -75,7 +76,7 @@ def encoder_means(workdir: str, event_shape: Sequence[int],
                      f"{config_path}; expected {PCA!r} or {expected}")
   config = checkpoint_format.load_config(workdir)
   model = registry.build_model(config)
-  if not isinstance(model, vae.VAEModel):
+  if not protocols.offers(model, protocols.GaussianEncoder):
     raise ValueError(f"config.neighbours.features={workdir!r} holds model "
                      f"{config.model!r}, which has no Gaussian encoder; "
                      f"expected {expected} (e.g. configs/vae_beta_celeba.py)")
