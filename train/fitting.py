@@ -25,13 +25,13 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict
 
 import jax
 import ml_collections
 import numpy as np
 
+from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
@@ -77,8 +77,8 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = state_lib.create_train_state(
       model, optimizer, init_key, {"x": splits.train.images}).replace(
           params=params, rng=rng)
-  validation_bpd = -float(np.max(fit.validation_log_prob)) / (
-      model.num_dims * math.log(2.0))
+  validation_bpd = units.bits_per_dim(float(np.max(fit.validation_log_prob)),
+                                      model.num_dims)
   checkpoint_lib.save_config(config, workdir)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   checkpointer.save(0, state, {

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from nbflows import units
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
 from nbflows.bijectors import lgf as lgf_bijectors
@@ -147,7 +148,7 @@ class LGFModel(base.Model):
         static_argnums=(3,))
 
   def _to_bpd(self, log_likelihood: Array) -> Array:
-    return -log_likelihood / (self.num_dims * math.log(2.0))
+    return units.bits_per_dim(log_likelihood, self.num_dims)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:

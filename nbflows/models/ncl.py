@@ -456,7 +456,7 @@ class NeighbourhoodModel(base.Model):
     targets = jnp.stack([x, contrastive.roll_negatives(key, x)])
     log_prob = self.module.apply(params, targets, cond,
                                  method="targets_log_prob")
-    bpd = -log_prob / (self.num_dims * math.log(2.0))
+    bpd = units.bits_per_dim(log_prob, self.num_dims)
     return contrastive.contrastive_loss(bpd[0], bpd[1],
                                         self.contrastive.margin_bpd,
                                         self.contrastive.weight)
