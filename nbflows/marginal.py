@@ -63,6 +63,7 @@ import numpy as np
 from jax import lax
 
 from nbflows import units
+from nbflows.bijectors import ncl as ncl_bijectors
 from nbflows.models import base
 from nbflows.models import ncl
 
@@ -211,7 +212,7 @@ def _conditional_matrix(model: base.Model, params, x: np.ndarray,
 def is_ncl(model: base.Model) -> bool:
   """Whether `model` is NCL (its marginal has the fast exact route)."""
   return isinstance(getattr(model.module, "transform", None),
-                    ncl.NCLTransform)
+                    ncl_bijectors.NCLTransform)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
