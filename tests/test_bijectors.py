@@ -28,6 +28,7 @@ import pytest
 
 from nbflows import bijectors
 from nbflows.bijectors import made as made_lib
+from nbflows.bijectors import multiscale
 
 Array = jax.Array
 Shape = Tuple[int, ...]
@@ -479,6 +480,20 @@ def test_invalid_input_raises(case: Case):
 
 
 # ----------------------------------------------- layer-specific maths
+@pytest.mark.parametrize("shape, realnvp, glow", [
+    ((8, 8), 2, 2),        # digits: RealNVP 8 -> 4; Glow 8 -> 4 -> 2
+    ((28, 28), 3, 2),      # MNIST: RealNVP 28 -> 14 -> 7; Glow 28 -> 14 -> 7
+    ((32, 32), 4, 4),      # CIFAR-10: RealNVP 32 -> 16 -> 8 -> 4; Glow to 2
+    ((64, 32), 4, 4),      # the smaller side decides
+    ((4, 4), 1, 1),        # RealNVP: no squeeze; Glow: one, to 2 x 2
+    ((2, 2), 1, 0),        # RealNVP's one unsqueezed scale; Glow: none fits
+    ((6, 10), 1, 1),       # 6 x 10 -> 3 x 5, odd: no further squeeze
+])
+def test_max_num_scales_under_each_rule(shape, realnvp, glow):
+  assert bijectors.max_num_scales(*shape, multiscale.REALNVP_SCALES) == realnvp
+  assert bijectors.max_num_scales(*shape, multiscale.GLOW_SCALES) == glow
+
+
 def test_squeeze_layout():
   x = jnp.arange(48.0).reshape(1, 4, 4, 3)
   y = bijectors.squeeze(x)
