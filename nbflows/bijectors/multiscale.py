@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from nbflows.bijectors import base
-from nbflows.bijectors import squeeze as squeeze_lib
+from nbflows.bijectors.squeeze import squeeze, unsqueeze
 
 Array = jax.Array
 
@@ -133,7 +133,7 @@ class MultiScale(base.Bijector):
     here, deeper = self._split_cond(cond)
     h, logdet = self._apply(self.before, "forward", x, here)
     if self.squeeze:
-      h = squeeze_lib.squeeze(h)
+      h = squeeze(h)
     h, after_logdet = self._apply(self.after, "forward", h, here)
     logdet = logdet + after_logdet
     if self.inner is not None:
@@ -142,7 +142,7 @@ class MultiScale(base.Bijector):
       h = jnp.concatenate([z_out, h], axis=-1)
       logdet = logdet + inner_logdet
     if self.squeeze:
-      h = squeeze_lib.unsqueeze(h)
+      h = unsqueeze(h)
     return h, logdet
 
   def inverse(self, z: Array, cond: Optional[Sequence[Optional[Array]]] = None
@@ -150,7 +150,7 @@ class MultiScale(base.Bijector):
     if z.ndim != 4:
       raise ValueError(f"z has shape {tuple(z.shape)}; expected [B, H, W, C]")
     here, deeper = self._split_cond(cond)
-    h = squeeze_lib.squeeze(z) if self.squeeze else z
+    h = squeeze(z) if self.squeeze else z
     logdet = base.zeros_logdet(z)
     if self.inner is not None:
       z_out, h = jnp.split(h, 2, axis=-1)
@@ -158,6 +158,6 @@ class MultiScale(base.Bijector):
       h = jnp.concatenate([z_out, h], axis=-1)
     h, after_logdet = self._apply(self.after, "inverse", h, here)
     if self.squeeze:
-      h = squeeze_lib.unsqueeze(h)
+      h = unsqueeze(h)
     x, before_logdet = self._apply(self.before, "inverse", h, here)
     return x, logdet + after_logdet + before_logdet

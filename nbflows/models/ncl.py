@@ -15,10 +15,11 @@ parameters, Fig. 2b). Written as one more bijector after q (eq. 9),
 which is Alg. 1: `forward` maps x to the standardised z and the prior is the
 standard normal. Sampling (Alg. 2) inverts it from z ~ N(0, T^2 I).
 
-The head of eq. 9 is the bijector `nbflows.bijectors.ncl.NCLTransform`
-(q, then `NeighbourhoodAffine`, whose g_mu and g_sigma follow App. B.1 and
-take the neighbourhood in the form of `config.ncl.statistics`: "concat", the
-paper's, for the k of `config.neighbours.k`, or "pool", NCL-pool, any k).
+The transform, q followed by eq. 9, is the bijector
+`nbflows.bijectors.ncl.NCLTransform`; its head `NeighbourhoodAffine` computes
+g_mu and g_sigma as in App. B.1 from the neighbourhood in the form
+`config.ncl.statistics` ("concat", the paper's, for the k of
+`config.neighbours.k`, or "pool", NCL-pool, any k).
 
 This module also holds what NCL and NCT (`nbflows.models.nct`) share:
 `NeighbourhoodFlow` (preprocesses the neighbours like x and hands them to a
