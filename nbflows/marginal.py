@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nbflows import units
 from nbflows.models import base
 from nbflows.models import protocols
 
@@ -418,7 +419,8 @@ def sampled_bpd_stderr(row_ratios: np.ndarray, num_total: int,
   if m < 2:
     return float("nan")
   variance = (1.0 - m / num_total) * np.var(row_ratios, ddof=1) / m
-  return float(np.sqrt(max(variance, 0.0)) / (num_dims * math.log(2.0)))
+  # A spread in nats converts to bits/dim like -log p does, sign aside.
+  return float(units.bits_per_dim(-np.sqrt(max(variance, 0.0)), num_dims))
 
 
 class TrainingSetMarginal(NamedTuple):
@@ -497,8 +499,8 @@ def marginal_over_training_set(model: base.DensityModel, params, x: Array,
         model, params, test_x, splits.train, index,
         num_neighbourhoods=config.eval.marginal_neighbourhoods,
         key=jax.random.key(config.seed))
-    test_marginal_bpd = float(to_bits_per_dim(result.log_prob,
-                                              model.num_dims).mean())
+    test_marginal_bpd = float(units.bits_per_dim(result.log_prob,
+                                                 model.num_dims).mean())
   """
   conditions, noun = _training_conditions(model, train, neighbour_index)
   sizes = dict(batch_size=batch_size, block_size=block_size)
@@ -591,8 +593,8 @@ def sampled_minus_exact(model: base.DensityModel, params, x: Array, train,
   exact = _estimate(model, params, x, conditions, noun, None, None, kwargs)
   sampled = _estimate(model, params, x, conditions, noun, num_neighbourhoods,
                       key, kwargs)
-  differences = (to_bits_per_dim(sampled.log_prob, model.num_dims) -
-                 to_bits_per_dim(exact.log_prob, model.num_dims))    # [B]
+  differences = (units.bits_per_dim(sampled.log_prob, model.num_dims) -
+                 units.bits_per_dim(exact.log_prob, model.num_dims))  # [B]
   over_points = (np.std(differences, ddof=1) / math.sqrt(len(differences))
                  if len(differences) > 1 else 0.0)
   over_rows = sampled.stderr_bpd(model.num_dims)
@@ -600,19 +602,9 @@ def sampled_minus_exact(model: base.DensityModel, params, x: Array, train,
                            float(math.hypot(over_rows, over_points)))
 
 
-def to_bits_per_dim(log_prob: Array, num_dims: int) -> Array:
-  """-log p / (D ln 2): nats of a D-dimensional point to bits per dimension.
-
-  Example:
-    >>> round(float(to_bits_per_dim(-64 * np.log(2.0), 64)), 6)
-    1.0
-  """
-  return -np.asarray(log_prob) / (num_dims * math.log(2.0))
-
-
 def marginal_bits_per_dim(model: base.DensityModel, params, x: Array,
                           conditions: Conditions, **kwargs) -> np.ndarray:
   """`marginal_log_prob` in bits per dimension of the discrete data, [B]."""
-  return to_bits_per_dim(
+  return units.bits_per_dim(
       marginal_log_prob(model, params, x, conditions, **kwargs),
       model.num_dims)

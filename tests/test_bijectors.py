@@ -28,6 +28,7 @@ import pytest
 
 from nbflows import bijectors
 from nbflows.bijectors import made as made_lib
+from nbflows.bijectors import multiscale
 
 Array = jax.Array
 Shape = Tuple[int, ...]
@@ -193,6 +194,26 @@ CASES: list[Case] = _coupling_cases() + [
                               "cond has 2 features"))),
 ]
 
+# Combinators: a vector coupling on flattened images (the reshape takes any
+# rank, so no bad input beyond the generic ones), and a scanned pair of
+# conditional couplings (cond broadcast to both copies).
+def _half_coupling(parity: int, cond_mode: Optional[str] = None):
+  return bijectors.AffineCoupling(
+      mask="half", parity=parity, conditional=cond_mode is not None,
+      coupler=bijectors.MLPCoupler(hidden=(16,), cond_mode=cond_mode))
+
+
+CASES += [
+    Case("flattened-coupling",
+         lambda: bijectors.Flattened(inner=_half_coupling(0)), IMAGE,
+         identity_at_init=True, bad_inputs=()),
+    Case("repeat-conditional-pair",
+         lambda: bijectors.Repeat(
+             step=bijectors.Chain((_half_coupling(0, "concat"),
+                                   _half_coupling(1, "concat"))), length=2),
+         VECTOR, cond_shape=(2, 3), identity_at_init=True),
+]
+
 # LGF (paper 2, eq. 6): G(x; u) = exp(s(u)) * g(x) + t(u), u as the condition.
 from nbflows.bijectors import lgf as lgf_lib  # noqa: E402
 
@@ -222,9 +243,9 @@ CASES += [
 # g_mu, g_sigma and with NCL-pool's; NCT: eq. 8 couplings on two scales,
 # given the concatenated neighbours and given NCT-pool's summary. The
 # concatenating forms take only the k they were built for.
-from nbflows.models import flow as flow_lib  # noqa: E402
-from nbflows.models import ncl as ncl_lib  # noqa: E402
-from nbflows.models import nct as nct_lib  # noqa: E402
+from nbflows.bijectors import ncl as ncl_lib  # noqa: E402
+from nbflows.bijectors import nct as nct_lib  # noqa: E402
+from nbflows.bijectors import neighbourhood  # noqa: E402
 
 NEIGHBOURHOOD = (2, 3, 4, 4, 2)
 
@@ -236,12 +257,12 @@ def _coupling(mask: str, parity: int, conditional: bool):
           hidden=8, num_blocks=1, cond_mode="concat" if conditional else None))
 
 
-def _nct_scales() -> flow_lib.MultiScale:
-  return flow_lib.MultiScale(
-      before=flow_lib.Chain((_coupling("checkerboard", 0, True),)),
-      squeeze=True, after=flow_lib.Chain((_coupling("channel", 0, True),)),
-      inner=flow_lib.MultiScale(
-          before=flow_lib.Chain((_coupling("checkerboard", 1, True),))))
+def _nct_scales() -> bijectors.MultiScale:
+  return bijectors.MultiScale(
+      before=bijectors.Chain((_coupling("checkerboard", 0, True),)),
+      squeeze=True, after=bijectors.Chain((_coupling("channel", 0, True),)),
+      inner=bijectors.MultiScale(
+          before=bijectors.Chain((_coupling("checkerboard", 1, True),))))
 
 
 ANOTHER_K = BadInput("another k", lambda x, c: (x, c[:, :2]),
@@ -255,8 +276,8 @@ def _ncl_head(form: str) -> ncl_lib.NeighbourhoodAffine:
 
 def _ncl_transform(form: str) -> ncl_lib.NCLTransform:
   return ncl_lib.NCLTransform(
-      transform=flow_lib.Chain((_coupling("checkerboard", 0, False),
-                                _coupling("checkerboard", 1, False))),
+      transform=bijectors.Chain((_coupling("checkerboard", 0, False),
+                                 _coupling("checkerboard", 1, False))),
       head=_ncl_head(form))
 
 
@@ -274,7 +295,7 @@ CASES += [
     for name, make in (("ncl-head", _ncl_head),
                        ("ncl-transform", _ncl_transform),
                        ("nct", _nct_transform))
-    for form in ncl_lib.FORMS
+    for form in neighbourhood.FORMS
 ]
 
 IDS = [case.name for case in CASES]
@@ -459,6 +480,20 @@ def test_invalid_input_raises(case: Case):
 
 
 # ----------------------------------------------- layer-specific maths
+@pytest.mark.parametrize("shape, realnvp, glow", [
+    ((8, 8), 2, 2),        # digits: RealNVP 8 -> 4; Glow 8 -> 4 -> 2
+    ((28, 28), 3, 2),      # MNIST: RealNVP 28 -> 14 -> 7; Glow 28 -> 14 -> 7
+    ((32, 32), 4, 4),      # CIFAR-10: RealNVP 32 -> 16 -> 8 -> 4; Glow to 2
+    ((64, 32), 4, 4),      # the smaller side decides
+    ((4, 4), 1, 1),        # RealNVP: no squeeze; Glow: one, to 2 x 2
+    ((2, 2), 1, 0),        # RealNVP's one unsqueezed scale; Glow: none fits
+    ((6, 10), 1, 1),       # 6 x 10 -> 3 x 5, odd: no further squeeze
+])
+def test_max_num_scales_under_each_rule(shape, realnvp, glow):
+  assert bijectors.max_num_scales(*shape, multiscale.REALNVP_SCALES) == realnvp
+  assert bijectors.max_num_scales(*shape, multiscale.GLOW_SCALES) == glow
+
+
 def test_squeeze_layout():
   x = jnp.arange(48.0).reshape(1, 4, 4, 3)
   y = bijectors.squeeze(x)

@@ -8,7 +8,7 @@ import pytest
 
 from configs import default
 from configs import ncl_digits
-from nbflows import marginal
+from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import registry
@@ -87,9 +87,9 @@ def test_label_free_bpd_scores_the_same_points_with_the_other_index(digits):
       n = len(test["x"])
       pad = lambda a: np.concatenate(
           [a, np.repeat(a[:1], config.eval_batch_size - n, axis=0)])
-      bits.append(marginal.to_bits_per_dim(log_prob(
+      bits.append(units.bits_per_dim(log_prob(
           params, pad(test["x"]), pad(test["neighbours"])),
-                                           model.num_dims)[:n])
+                                     model.num_dims)[:n])
     return np.concatenate(bits)
 
   assert results["conditional_bpd_protocol"] == (

@@ -18,6 +18,8 @@ from scipy import stats
 import nbflows
 from configs import default
 from nbflows.bijectors import actnorm
+from nbflows.bijectors import combinators
+from nbflows.bijectors import multiscale
 from nbflows.data import sources
 from nbflows.distributions import gaussian
 from nbflows.models import base, flow, glow, maf, realnvp
@@ -185,8 +187,9 @@ def test_bits_per_dim_counts_dequantisation_and_logit_by_hand():
   # A 2x2x1 image through the preprocessing alone (an empty transform).
   levels, alpha = 4, 0.1
   x = jnp.array([[[[0.5], [3.25]], [[1.0], [2.75]]]])   # [1, 2, 2, 1]
-  module = flow.FlowModel(transform=flow.Chain(()), event_shape=(2, 2, 1),
-                          num_levels=levels, logit_alpha=alpha)
+  module = flow.FlowModel(transform=combinators.Chain(()),
+                          event_shape=(2, 2, 1), num_levels=levels,
+                          logit_alpha=alpha)
   model = base.BijectiveModel(module, (2, 2, 1), num_levels=levels)
   params = model.init(jax.random.key(0), {"x": x})
   values = np.array([0.5, 3.25, 1.0, 2.75])
@@ -226,7 +229,7 @@ def test_scanned_and_unrolled_stacks_compute_the_same_function():
 
 def test_actnorm_inside_scan_is_initialised_on_each_copys_input():
   x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (64, 4, 4, 2))
-  layer = flow.Repeat(step=actnorm.ActNorm(), length=3)
+  layer = combinators.Repeat(step=actnorm.ActNorm(), length=3)
   params = layer.init(jax.random.key(1), x)
   scales = params["params"]["step"]["log_scale"]   # [3, C]
   np.testing.assert_allclose(scales[0], -np.log(np.std(x, axis=(0, 1, 2))),
@@ -339,10 +342,11 @@ def test_layers_reject_cond_they_were_not_built_for():
 
 # -------------------------------------------------------- building models
 def test_max_num_scales():
-  assert realnvp.max_num_scales(8, 8) == 2       # digits
-  assert realnvp.max_num_scales(28, 28) == 3     # 28 -> 14 -> 7
-  assert realnvp.max_num_scales(2, 2) == 1
-  assert glow.max_num_scales(8, 8) == 2
+  realnvp_rule, glow_rule = multiscale.REALNVP_SCALES, multiscale.GLOW_SCALES
+  assert multiscale.max_num_scales(8, 8, realnvp_rule) == 2       # digits
+  assert multiscale.max_num_scales(28, 28, realnvp_rule) == 3   # 28, 14, 7
+  assert multiscale.max_num_scales(2, 2, realnvp_rule) == 1
+  assert multiscale.max_num_scales(8, 8, glow_rule) == 2
   with pytest.raises(ValueError, match="allow 1 to 2"):
     realnvp.multiscale_transform((8, 8, 1), 3, 1, 4, 1)
   with pytest.raises(ValueError, match="allow 1 to 2"):

@@ -17,6 +17,7 @@ import pytest
 
 import neighbourhood_checks
 from configs import ncl_digits
+from nbflows.bijectors import ncl as ncl_bijectors
 from nbflows.distributions import gaussian
 from nbflows.models import ncl
 from nbflows.models import registry
@@ -121,7 +122,7 @@ def test_app_b1_head_concatenates_neighbour_features_in_order():
   both branches' first layer: permuting the neighbours and those channel
   blocks of the kernels alike leaves g_mu and g_sigma unchanged."""
   hidden, k = 4, 3
-  head = ncl.LatentStatistics(hidden=hidden, num_neighbours=k)
+  head = ncl_bijectors.LatentStatistics(hidden=hidden, num_neighbours=k)
   latents = jax.random.normal(jax.random.key(0), (2, k, 4, 4, 1))
   params = perturb(head.init(jax.random.key(1), latents), jax.random.key(2))
   apply = jax.jit(head.apply)
@@ -158,8 +159,8 @@ def test_unknown_statistics_or_a_train_subset_with_concat_is_an_error():
   assert registry.build_model(config).num_neighbours is None
   with pytest.raises(ValueError, match="form='concat' with num_neighbours="
                                        "None"):
-    ncl.LatentStatistics(hidden=4).init(jax.random.key(0),
-                                        jnp.zeros((1, 2, 4, 4, 1)))
+    ncl_bijectors.LatentStatistics(hidden=4).init(jax.random.key(0),
+                                                  jnp.zeros((1, 2, 4, 4, 1)))
 
 
 def test_targets_log_prob_matches_log_prob_per_target():

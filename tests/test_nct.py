@@ -15,7 +15,7 @@ import pytest
 
 import neighbourhood_checks
 from configs import nct_digits
-from nbflows.models import ncl
+from nbflows.bijectors import neighbourhood
 from nbflows.models import registry
 
 B, K = 3, 4
@@ -84,7 +84,7 @@ def test_pool_is_mean_and_std_over_neighbours_in_logit_space():
 
 def test_concat_layout():
   neighbours = jnp.arange(2 * 3 * 2 * 2 * 1.0).reshape(2, 3, 2, 2, 1)
-  stacked = ncl.concat_neighbourhood(neighbours)
+  stacked = neighbourhood.concat_neighbourhood(neighbours)
   assert stacked.shape == (2, 2, 2, 3)
   np.testing.assert_array_equal(stacked[1, 0, 1], neighbours[1, :, 0, 1, 0])
 

@@ -222,11 +222,11 @@ def test_invalid_inputs_raise():
 def nif_flow_model():
   """A one-coupling flow on continuous 4x4 images with an up-sampling NIF
   prior (k = 4), and the same flow with a unit Gaussian prior."""
-  from nbflows.bijectors import AffineCoupling, ConvCoupler
+  from nbflows.bijectors import AffineCoupling, Chain, ConvCoupler
   from nbflows.models import base, flow, nif_flow
 
   def transform():
-    return flow.Chain((AffineCoupling(
+    return Chain((AffineCoupling(
         mask="checkerboard", coupler=ConvCoupler(hidden=4, num_blocks=1)),))
 
   shape = dict(event_shape=(4, 4, 1), num_levels=None)   # no range checks

@@ -10,6 +10,7 @@ import pytest
 from scipy import special, stats
 
 from nbflows.models import protocols
+from nbflows.distributions import gaussian
 from nbflows.models import vae
 
 EVENT = (3, 3, 1)
@@ -108,7 +109,8 @@ def exact_log_likelihood(model, params, x_binary):
   logits = model.module.apply(params, grid[:, None, :].repeat(
       x_binary.shape[0], axis=1), method="decode")               # [G, B, ...]
   log_joint = (vae.bernoulli_log_prob(x_binary, logits)
-               + vae.standard_normal_log_prob(grid)[:, None])    # [G, B]
+               + gaussian.standard_normal_log_prob(
+                   grid, event_ndims=1)[:, None])                # [G, B]
   step = float(grid[1, 0] - grid[0, 0])
   return special.logsumexp(np.asarray(log_joint, np.float64), axis=0) + \
       math.log(step)

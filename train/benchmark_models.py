@@ -33,10 +33,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from nbflows.bijectors import combinators
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
 from nbflows.distributions import gaussian
-from nbflows.models import flow
 from nbflows.models import registry
 
 ARCHS = ("conv", "mlp")
@@ -44,18 +44,18 @@ BATCH = {"conv": (64, 28, 28, 1), "mlp": (256, 64)}
 
 
 def arch_flow(arch: str, num_layers: int = 8, scan: bool = False,
-              conv_impl: str = "xla") -> flow.Chain:
+              conv_impl: str = "xla") -> combinators.Chain:
   """The peer's RealNVP transform (see the module docstring).
 
   Args:
     arch: "conv" or "mlp".
     num_layers: the number of couplings (8 in the peer).
-    scan: stack pairs of couplings with `nn.scan` (`flow.alternating`).
+    scan: stack pairs of couplings with `nn.scan` (`combinators.alternating`).
     conv_impl: the conv couplers' `ConvCoupler.conv_impl` ("xla" or
       "im2col"; the parameters are the same either way).
 
   Returns:
-    A `flow.Chain` mapping x to z, with forward(x) = (z, log|det dz/dx|).
+    A `combinators.Chain` mapping x to z, with forward(x) = (z, log|det dz/dx|).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -78,16 +78,17 @@ def arch_flow(arch: str, num_layers: int = 8, scan: bool = False,
       return coupling.AffineCoupling(
           mask="half", parity=parity,
           coupler=couplers.MLPCoupler(hidden=(256, 256)))
-  return flow.alternating(num_layers, make, scan)
+  return combinators.alternating(num_layers, make, scan)
 
 
-def arch_log_prob(chain: flow.Chain, params: Any, x: jax.Array) -> jax.Array:
+def arch_log_prob(chain: combinators.Chain, params: Any,
+                  x: jax.Array) -> jax.Array:
   """log p(x) in nats, [B]: standard normal prior plus the flow's log-det."""
   z, logdet = chain.apply(params, x, method="forward")
   return gaussian.standard_normal_log_prob(z) + logdet
 
 
-def arch_train_step(chain: flow.Chain, learning_rate: float = 1e-3
+def arch_train_step(chain: combinators.Chain, learning_rate: float = 1e-3
                     ) -> Tuple[optax.GradientTransformation, Callable]:
   """Adam on the mean negative log-likelihood, jitted with donated state.
 

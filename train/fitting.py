@@ -26,7 +26,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict
 
 import jax
@@ -34,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from nbflows import checkpoint as checkpoint_format
+from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
@@ -74,8 +74,8 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   init_key, _ = jax.random.split(jax.random.key(config.seed))
   params, fit = model.fit(init_key, splits.train.images,
                           validation_points(splits, config.eval_batch_size))
-  validation_bpd = -float(np.max(fit.validation_log_prob)) / (
-      model.num_dims * math.log(2.0))
+  validation_bpd = units.bits_per_dim(float(np.max(fit.validation_log_prob)),
+                                      model.num_dims)
   checkpoint_format.save_config(config, workdir)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   # No optimizer, so no "opt_state" item: the library's items and the loop.

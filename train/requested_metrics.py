@@ -52,6 +52,7 @@ import ml_collections
 import numpy as np
 
 from nbflows import marginal
+from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
@@ -151,8 +152,8 @@ def marginal_key(config: ml_collections.ConfigDict) -> jax.Array:
 def marginal_results(result: marginal.TrainingSetMarginal, num_dims: int,
                      name: str = "test_marginal_bpd") -> Dict[str, Any]:
   """`name`, its estimator, and for a sampled estimate its standard error."""
-  results = {name: float(np.mean(marginal.to_bits_per_dim(result.log_prob,
-                                                         num_dims)))}
+  results = {name: float(np.mean(units.bits_per_dim(result.log_prob,
+                                                    num_dims)))}
   stderr = result.stderr_bpd(num_dims)
   if stderr is not None:
     results[name + "_stderr"] = stderr
@@ -227,7 +228,8 @@ def requested_results(model: protocols.Trainable, params: Any,
   if "log_likelihood" in metrics:
     name = _require(values, "log_likelihood", ["log_likelihood", "bpd"], model)
     log_likelihood = (values[name] if name == "log_likelihood" else
-                      -values[name] * model.num_dims * math.log(2.0))
+                      units.log_prob_from_bits_per_dim(values[name],
+                                                       model.num_dims))
     results.update(
         test_log_likelihood=float(np.mean(log_likelihood)),
         test_log_likelihood_stderr=float(

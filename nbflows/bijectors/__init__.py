@@ -7,3 +7,6 @@ from nbflows.bijectors.squeeze import Squeeze, squeeze, unsqueeze
 from nbflows.bijectors.actnorm import ActNorm
 from nbflows.bijectors.conv1x1 import Conv1x1
 from nbflows.bijectors.made import MADE, MaskedAutoregressive
+from nbflows.bijectors.combinators import Chain, Flattened, Repeat, alternating
+from nbflows.bijectors.multiscale import MultiScale, max_num_scales
+from nbflows.bijectors.permutation import Permutation

@@ -141,6 +141,16 @@ def check_channels(layer: nn.Module, x: Array, param: str) -> None:
                        f"initialised with {expected}")
 
 
+def is_conditional(layer: nn.Module) -> bool:
+  """Whether a layer takes `cond` (its `conditional` attribute, else False)."""
+  return bool(getattr(layer, "conditional", False))
+
+
+def zeros_logdet(x: Array) -> Array:
+  """The log-det of a volume-preserving map of `x`: zeros of shape [B]."""
+  return jnp.zeros(x.shape[:1], x.dtype)
+
+
 def sum_except_batch(x: Array) -> Array:
   """Sums all axes but the first: [B, ...] -> [B]."""
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)

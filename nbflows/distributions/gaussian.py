@@ -15,7 +15,7 @@ neighbourhood. Sampling takes a temperature T that multiplies sigma, so
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,15 +28,31 @@ def _sum_event(x: Array) -> Array:
   return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
 
 
-def standard_normal_log_prob(z: Array) -> Array:
-  """log N(z; 0, I) summed over the event: [B, ...] -> [B].
+def standard_normal_log_prob(z: Array,
+                             event_ndims: Optional[int] = None) -> Array:
+  """log N(z; 0, I) = sum_i -0.5 z_i^2 - 0.5 log(2 pi) over the event.
+
+  Args:
+    z: points; [B, *event] for the default `event_ndims`.
+    event_ndims: how many trailing axes form the event and are summed. None
+      (the flows' priors) sums every axis but the first, [B, ...] -> [B];
+      1 sums the last axis only, [..., d] -> [...] (the VAEs' codes, which
+      may carry leading sample axes).
+
+  Returns:
+    log-densities in nats, of `z`'s shape without the event axes.
 
   Example:
     >>> import jax.numpy as jnp
     >>> round(float(standard_normal_log_prob(jnp.zeros((1, 2)))[0]), 4)
     -1.8379
+    >>> standard_normal_log_prob(jnp.zeros((5, 3, 2)), event_ndims=1).shape
+    (5, 3)
   """
-  return _sum_event(-0.5 * jnp.square(z) - _HALF_LOG_2PI)
+  per_dim = -0.5 * jnp.square(z) - _HALF_LOG_2PI
+  if event_ndims is None:
+    return _sum_event(per_dim)
+  return jnp.sum(per_dim, axis=tuple(range(-event_ndims, 0)))
 
 
 def diagonal_normal_log_prob(z: Array, mean: Array, log_scale: Array) -> Array:

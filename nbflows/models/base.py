@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nbflows import units
 from nbflows.bijectors import base as bijector_base
 
 Array = jax.Array
@@ -248,7 +249,7 @@ class DensityModel(TrainableModel):
                    cond: Optional[Array] = None) -> Array:
     """-log p(x | cond) / (D ln 2), shape [B] (traceable, no validation)."""
     log_prob = self.module.apply(params, x, cond, method="log_prob")
-    return -log_prob / (self.num_dims * math.log(2.0))
+    return units.bits_per_dim(log_prob, self.num_dims)
 
   @functools.cached_property
   def _log_prob(self):

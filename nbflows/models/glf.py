@@ -5,7 +5,7 @@ the codes to a standard Gaussian, e = f(z). Sampling is e ~ N(0, I),
 z = f^-1(e), x = G(z). The flow is 4 coupling blocks (Fig. 1b), each two
 affine couplings on complementary halves (an `AffineCoupling` with
 mask="half" and an `MLPCoupler` of 3 dense layers) and a fixed random
-permutation.
+permutation (`nbflows.bijectors.latent_flow`).
 
 Objectives (L_recon = 0.5 ||x - G(z)||^2 summed over pixels, -log of a unit
 Gaussian decoder up to a constant; L_NLL = -log p_f(z), eq. 1):
@@ -34,97 +34,20 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from nbflows.bijectors import base as bijector_base
-from nbflows.bijectors.coupling import AffineCoupling
-from nbflows.bijectors.couplers import MLPCoupler
+from nbflows.bijectors.latent_flow import LatentFlow
 from nbflows.data import sources
 from nbflows.models import base
-from nbflows.models import flow
 from nbflows.models import vae
 
 Array = jax.Array
 Params = Any
 OBJECTIVES = ("stop_gradient", "regularised", "vae")
-
-
-class Permutation(bijector_base.Bijector):
-  """A fixed random permutation of the last axis (Fig. 1b, "P").
-
-  Forward: y = x[..., perm]; inverse: x = y[..., argsort(perm)]; log|det| = 0.
-
-  Attributes:
-    seed: fixes the permutation (drawn with NumPy, so it is a constant of
-      the model, not a parameter).
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> layer = Permutation(seed=0)
-    >>> y, _ = layer.apply({}, jnp.arange(4.)[None], method="forward")
-    >>> x, _ = layer.apply({}, y, method="inverse")
-    >>> x.tolist()
-    [[0.0, 1.0, 2.0, 3.0]]
-  """
-  seed: int = 0
-
-  def _permutation(self, size: int) -> np.ndarray:
-    return np.random.default_rng(self.seed).permutation(size)
-
-  def forward(self, x: Array, cond: Optional[Array] = None):
-    del cond  # a permutation takes no condition
-    y = x[..., self._permutation(x.shape[-1])]
-    return y, jnp.zeros(x.shape[:-1], x.dtype)
-
-  def inverse(self, y: Array, cond: Optional[Array] = None):
-    del cond  # a permutation takes no condition
-    x = y[..., np.argsort(self._permutation(y.shape[-1]))]
-    return x, jnp.zeros(y.shape[:-1], y.dtype)
-
-
-class LatentFlow(bijector_base.Bijector):
-  """f: codes z [B, d] -> noise e [B, d], 4 blocks of Fig. 1b by default.
-
-  Attributes:
-    num_blocks: coupling blocks (paper 5: 4).
-    hidden: hidden widths of each coupler; with its output layer the coupler
-      has len(hidden) + 1 dense layers (paper 5: 3 layers of k = 64 units for
-      MNIST, so hidden=(64, 64)).
-    seed: seeds the blocks' permutations (block b uses seed + b).
-  """
-  num_blocks: int = 4
-  hidden: Sequence[int] = (64, 64)
-  seed: int = 0
-
-  def setup(self):
-    if self.num_blocks < 1:
-      raise ValueError(f"num_blocks={self.num_blocks}; expected >= 1")
-    layers = []
-    for b in range(self.num_blocks):
-      for parity in (0, 1):
-        layers.append(AffineCoupling(
-            mask="half", parity=parity,
-            coupler=MLPCoupler(hidden=tuple(self.hidden))))
-      layers.append(Permutation(seed=self.seed + b))
-    self.chain = flow.Chain(tuple(layers))
-
-  def forward(self, z: Array, cond: Optional[Array] = None):
-    del cond  # the latent flow is unconditional
-    return self.chain.forward(z)
-
-  def inverse(self, e: Array, cond: Optional[Array] = None):
-    del cond  # the latent flow is unconditional
-    return self.chain.inverse(e)
-
-  def log_prob(self, z: Array) -> Array:
-    """log p_f(z) = log N(f(z); 0, I) + log|det df/dz| (eq. 1), shape [B]."""
-    e, logdet = self.forward(z)
-    return vae.standard_normal_log_prob(e) + logdet
 
 
 class LatentFlowAutoEncoder(nn.Module):

@@ -17,8 +17,8 @@ Unlike RealNVP, a fresh Glow is not the identity: ActNorm is initialised
 from the first batch (zero mean, unit variance per channel) and the 1x1
 convolutions start as random rotations. With ``scan=True`` the K identical
 steps of a scale are stacked with `nn.scan` (off by default, see
-`flow.Repeat`); ActNorm's data-dependent initialisation then still sees
-each step's own input.
+`combinators.Repeat`); ActNorm's data-dependent initialisation then still
+sees each step's own input.
 """
 from __future__ import annotations
 
@@ -28,32 +28,16 @@ import ml_collections
 
 from nbflows.bijectors import actnorm
 from nbflows.bijectors import base as base_bijector
+from nbflows.bijectors import combinators
 from nbflows.bijectors import conv1x1
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
-from nbflows.data import sources
+from nbflows.bijectors import multiscale
 from nbflows.models import base
 from nbflows.models import flow
 
-MIN_SPATIAL_SIZE = 2   # the last squeeze may go down to 2 x 2 pixels
-
-
-def max_num_scales(height: int, width: int) -> int:
-  """The most scales an H x W image allows: each squeezes, down to 2 x 2.
-
-  Example:
-    >>> max_num_scales(8, 8), max_num_scales(28, 28), max_num_scales(32, 32)
-    (2, 2, 4)
-  """
-  scales = 0
-  while (height % 2 == 0 and width % 2 == 0 and
-         min(height, width) // 2 >= MIN_SPATIAL_SIZE):
-    height, width, scales = height // 2, width // 2, scales + 1
-  return scales
-
-
 def glow_step(hidden_channels: int, num_res_blocks: int,
-              conditional: bool = False) -> flow.Chain:
+              conditional: bool = False) -> combinators.Chain:
   """One step of flow: ActNorm -> Conv1x1 -> channel-mask affine coupling.
 
   Args:
@@ -63,12 +47,12 @@ def glow_step(hidden_channels: int, num_res_blocks: int,
       coupler's input, paper 1, eq. 8); ActNorm and Conv1x1 never do.
 
   Returns:
-    A `flow.Chain` of the three layers.
+    A `combinators.Chain` of the three layers.
   """
   coupler = couplers.ConvCoupler(hidden=hidden_channels,
                                  num_blocks=num_res_blocks,
                                  cond_mode="concat" if conditional else None)
-  return flow.Chain((
+  return combinators.Chain((
       actnorm.ActNorm(), conv1x1.Conv1x1(),
       coupling.AffineCoupling(mask="channel", parity=0, coupler=coupler,
                               conditional=conditional)))
@@ -77,21 +61,22 @@ def glow_step(hidden_channels: int, num_res_blocks: int,
 def multiscale_transform(event_shape: Sequence[int], num_scales: int,
                          steps_per_scale: int, hidden_channels: int,
                          num_res_blocks: int, conditional: bool = False,
-                         scan: bool = False) -> flow.MultiScale:
+                         scan: bool = False) -> multiscale.MultiScale:
   """Glow's multi-scale transform of [B, H, W, C] images.
 
   Args:
     event_shape: (H, W, C).
-    num_scales: the number of scales L, 1 to `max_num_scales(H, W)`.
+    num_scales: the number of scales L, 1 to
+      `multiscale.max_num_scales(H, W, multiscale.GLOW_SCALES)`.
     steps_per_scale: K, the steps of flow per scale.
     hidden_channels: width of the couplers' conv nets.
     num_res_blocks: residual blocks per coupler.
     conditional: build every coupling conditional; each scale then needs a
-      condition (see `flow.MultiScale`).
+      condition (see `multiscale.MultiScale`).
     scan: stack the K steps of a scale with `nn.scan`.
 
   Returns:
-    A `flow.MultiScale` whose forward maps x to z of the same shape.
+    A `multiscale.MultiScale` whose forward maps x to z of the same shape.
 
   Raises:
     ValueError: for a non-image event shape, too many scales or K < 1.
@@ -100,27 +85,28 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
   if len(event_shape) != 3:
     raise ValueError(f"event_shape={event_shape}; the Glow model needs "
                      "images (H, W, C)")
-  limit = max_num_scales(*event_shape[:2])
+  rule = multiscale.GLOW_SCALES
+  limit = multiscale.max_num_scales(*event_shape[:2], rule)
   if not 1 <= num_scales <= limit:
     raise ValueError(
         f"num_scales={num_scales}; {event_shape[0]}x{event_shape[1]} images "
         f"allow 1 to {limit} (every scale squeezes, down to "
-        f"{MIN_SPATIAL_SIZE}x{MIN_SPATIAL_SIZE})")
+        f"{rule.min_spatial_size}x{rule.min_spatial_size})")
   if steps_per_scale < 1:
     raise ValueError(f"steps_per_scale={steps_per_scale}; expected >= 1")
 
   def steps() -> base_bijector.Bijector:
     if scan:
-      return flow.Repeat(
+      return combinators.Repeat(
           step=glow_step(hidden_channels, num_res_blocks, conditional),
           length=steps_per_scale)
-    return flow.Chain(tuple(
+    return combinators.Chain(tuple(
         glow_step(hidden_channels, num_res_blocks, conditional)
         for _ in range(steps_per_scale)))
 
   scale = None
   for _ in range(num_scales):
-    scale = flow.MultiScale(squeeze=True, after=steps(), inner=scale)
+    scale = multiscale.MultiScale(squeeze=True, after=steps(), inner=scale)
   return scale
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from nbflows import units
 from nbflows.data import sources
 from nbflows.models import base
 
@@ -297,7 +298,7 @@ class KernelDensityModel(base.DensityModel):
     del cond
     log_prob = kde_log_prob(x, params["train"], params["log_sigma"],
                             block_size=self.block_size)
-    return -log_prob / (self.num_dims * math.log(2.0))
+    return units.bits_per_dim(log_prob, self.num_dims)
 
   @functools.cached_property
   def _log_prob(self):

@@ -24,13 +24,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from nbflows import units
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
 from nbflows.bijectors import lgf as lgf_bijectors
 from nbflows.bijectors import made
+from nbflows.bijectors import multiscale
 from nbflows.data import sources
 from nbflows.models import base
-from nbflows.models import realnvp
 from nbflows.models.lgf_layers import (LGFChain, LGFFlow, LGFMultiScale,
                                        LGFStep, tile_samples)
 from nbflows.objectives import iwae
@@ -152,7 +153,7 @@ class LGFModel(base.BijectiveModel):
         static_argnums=(3,))
 
   def _to_bpd(self, log_likelihood: Array) -> Array:
-    return -log_likelihood / (self.num_dims * math.log(2.0))
+    return units.bits_per_dim(log_likelihood, self.num_dims)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
@@ -252,7 +253,7 @@ def lgf_multiscale_transform(event_shape: Sequence[int], num_scales: int,
 
   Args:
     event_shape: (H, W, C).
-    num_scales: 1 to `realnvp.max_num_scales(H, W)`.
+    num_scales: 1 to `max_num_scales(H, W, multiscale.REALNVP_SCALES)`.
     couplings_per_scale: checkerboard (and channel) couplings per scale.
     hidden_channels: width of the couplers' conv nets.
     num_res_blocks: residual blocks per coupler.
@@ -264,7 +265,7 @@ def lgf_multiscale_transform(event_shape: Sequence[int], num_scales: int,
     An `LGFMultiScale`.
   """
   h, w, c = tuple(event_shape)
-  limit = realnvp.max_num_scales(h, w)
+  limit = multiscale.max_num_scales(h, w, multiscale.REALNVP_SCALES)
   if not 1 <= num_scales <= limit:
     raise ValueError(f"num_scales={num_scales}; {h}x{w} images allow 1 to "
                      f"{limit}")

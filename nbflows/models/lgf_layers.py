@@ -160,7 +160,7 @@ class LGFChain(nn.Module):
 
 
 class LGFMultiScale(nn.Module):
-  """RealNVP's multi-scale structure (`flow.MultiScale`) for LGF stages.
+  """RealNVP's multi-scale structure (`multiscale.MultiScale`) for LGF stages.
 
     h = after(squeeze(before(x))); z_out, h = split(h); h = inner(h);
     z = unsqueeze(concat(z_out, h))

@@ -10,7 +10,7 @@ no preprocessing; discrete vector data are rescaled and logit-transformed
 as the image models do.
 
 With ``scan=True`` consecutive layers are stacked in (forward, reversed)
-pairs with `nn.scan`; it is off by default (see `flow.Repeat`).
+pairs with `nn.scan`; it is off by default (see `combinators.Repeat`).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Sequence
 
 import ml_collections
 
+from nbflows.bijectors import combinators
 from nbflows.bijectors import made
 from nbflows.data import sources
 from nbflows.models import base
@@ -27,7 +28,8 @@ ORDERS = ("forward", "reversed")   # the order of layer 0, 1, 0, 1, ...
 
 
 def maf_transform(num_layers: int, hidden: Sequence[int],
-                  conditional: bool = False, scan: bool = False) -> flow.Chain:
+                  conditional: bool = False,
+                  scan: bool = False) -> combinators.Chain:
   """`num_layers` MAF layers with alternating forward / reversed orders.
 
   Args:
@@ -37,7 +39,7 @@ def maf_transform(num_layers: int, hidden: Sequence[int],
     scan: stack (forward, reversed) pairs with `nn.scan`.
 
   Returns:
-    A `flow.Chain` mapping [B, D] data to [B, D] noise.
+    A `combinators.Chain` mapping [B, D] data to [B, D] noise.
   """
 
   def make(parity: int) -> made.MaskedAutoregressive:
@@ -45,7 +47,7 @@ def maf_transform(num_layers: int, hidden: Sequence[int],
                                      order=ORDERS[parity],
                                      conditional=conditional)
 
-  return flow.alternating(num_layers, make, scan)
+  return combinators.alternating(num_layers, make, scan)
 
 
 def build_maf(config: ml_collections.ConfigDict) -> base.BijectiveModel:
@@ -54,6 +56,6 @@ def build_maf(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   Uses config.flow.{num_layers, mlp_hidden, logit_alpha}.
   """
   info = sources.dataset_info(config.dataset)
-  transform = flow.Flattened(
+  transform = combinators.Flattened(
       inner=maf_transform(config.flow.num_layers, config.flow.mlp_hidden))
   return flow.unconditional_model(config, info, transform)

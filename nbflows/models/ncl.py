@@ -15,29 +15,18 @@ parameters, Fig. 2b). Written as one more bijector after q (eq. 9),
 which is Alg. 1: `forward` maps x to the standardised z and the prior is the
 standard normal. Sampling (Alg. 2) inverts it from z ~ N(0, T^2 I).
 
-g_mu and g_sigma (App. B.1, `LatentStatistics`) are two branches of six
-3x3 conv layers that share their first three. The shared layers run on every
-neighbour's latent alone (weights shared across neighbours); what follows
-depends on `config.ncl.statistics`:
-  * "concat" (NCL, the paper's form and the default): the k feature maps are
-    concatenated along channels in the order of the neighbourhood, nearest
-    first (the neighbour index sorts them by distance), so the model is
-    built for the k of `config.neighbours.k` and takes no other k;
-  * "pool" (NCL-pool, a variant not in the paper): the k feature maps are
-    pooled by their mean and maximum over the neighbours, so the result does
-    not depend on their order and any k >= 1 works at test time.
-Each branch's last three layers then map these features to a mean and a
-bounded log-scale, log sigma = s tanh(raw / s) with s = `max_log_scale`.
-The last layers are zero-initialised, so a fresh head is the identity
-(N(0, I) prior).
+The transform, q followed by eq. 9, is the bijector
+`nbflows.bijectors.ncl.NCLTransform`; its head `NeighbourhoodAffine` computes
+g_mu and g_sigma as in App. B.1 from the neighbourhood in the form
+`config.ncl.statistics` ("concat", the paper's, for the k of
+`config.neighbours.k`, or "pool", NCL-pool, any k).
 
 This module also holds what NCL and NCT (`nbflows.models.nct`) share:
 `NeighbourhoodFlow` (preprocesses the neighbours like x and hands them to a
 transform that is a conditional bijector of x given N), the
 `NeighbourhoodModel` (condition_kind "neighbours", the k of the
-concatenating forms checked, contrastive training of eq. 10 when enabled)
-and the two forms of taking the neighbourhood (`FORMS`:
-`concat_neighbourhood`, or the -pool variants' pooling).
+concatenating forms checked, contrastive training of eq. 10 when enabled); the forms of taking the
+neighbourhood (`FORMS`) live in `nbflows.bijectors.neighbourhood`.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -52,16 +41,18 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-import distrax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
+from nbflows import units
 from nbflows.bijectors import base as bijector_base
+from nbflows.bijectors import ncl as ncl_bijectors
+from nbflows.bijectors.neighbourhood import (FORMS, check_neighbourhood,
+                                             flatten_neighbours,
+                                             neighbourhood_description)
 from nbflows.data import sources
 from nbflows.models import base
 from nbflows.models import flow
@@ -71,284 +62,6 @@ from nbflows.objectives import contrastive
 
 Array = jax.Array
 Params = base.Params
-# App. B.1: six conv layers per branch, of which the first three are shared.
-NUM_SHARED_LAYERS = 3
-NUM_BRANCH_LAYERS = 3
-
-
-# How the neighbourhood enters NCL's g_mu, g_sigma and NCT's couplings:
-# "concat" (the paper's, k fixed) or "pool" (the -pool variants, any k).
-FORMS = ("concat", "pool")
-
-
-def fixed_num_neighbours(form: str, num_neighbours: Optional[int],
-                         what: str) -> Optional[int]:
-  """The k that `form` takes: `num_neighbours` for "concat", None (any k) for
-  "pool".
-
-  Args:
-    form: one of `FORMS`.
-    num_neighbours: k of the concatenating form.
-    what: the attribute's name, for the messages.
-
-  Raises:
-    ValueError: for an unknown form, or "concat" without a k >= 1.
-  """
-  if form not in FORMS:
-    raise ValueError(f"{what}={form!r}; expected one of {FORMS}")
-  if form == "pool":
-    return None
-  if num_neighbours is None or num_neighbours < 1:
-    raise ValueError(f"{what}='concat' with num_neighbours={num_neighbours}; "
-                     "expected the k >= 1 of config.neighbours.k (the "
-                     "neighbours are concatenated, so k is fixed)")
-  return int(num_neighbours)
-
-
-def neighbourhood_description(event_shape: Sequence[int], batch,
-                              num_neighbours: Optional[int] = None) -> str:
-  """What a neighbourhood argument must be, for error messages.
-
-  Example:
-    >>> neighbourhood_description((8, 8, 1), 3, num_neighbours=5)
-    'neighbourhoods of shape [3, 5, 8, 8, 1] (k = 5 neighbours, nearest first)'
-    >>> neighbourhood_description((8, 8, 1), "batch")
-    'neighbourhoods of shape [batch, k, 8, 8, 1] (any k >= 1)'
-  """
-  dims = ", ".join(str(d) for d in event_shape)
-  if num_neighbours is None:
-    return f"neighbourhoods of shape [{batch}, k, {dims}] (any k >= 1)"
-  return (f"neighbourhoods of shape [{batch}, {num_neighbours}, {dims}] "
-          f"(k = {num_neighbours} neighbours, nearest first)")
-
-
-def check_neighbourhood(cond: Optional[Array], event_shape: Sequence[int],
-                        batch: int, name: str = "cond",
-                        num_neighbours: Optional[int] = None) -> None:
-  """Raises ValueError unless `cond` is a [batch, k, *event_shape] array.
-
-  Args:
-    cond: the neighbourhoods, or None.
-    event_shape: the shape of one image.
-    batch: the batch size of the targets they condition.
-    name: what to call `cond` in the message.
-    num_neighbours: the k a concatenating form was built for; None for any
-      k >= 1.
-
-  Raises:
-    ValueError: naming the shape received and the one expected.
-  """
-  expected = neighbourhood_description(event_shape, batch, num_neighbours)
-  if cond is None:
-    raise ValueError(f"{name} is missing; expected {expected}")
-  if (cond.ndim != len(event_shape) + 2 or cond.shape[0] != batch or
-      cond.shape[1] < 1 or tuple(cond.shape[2:]) != tuple(event_shape)):
-    raise ValueError(f"{name} has shape {tuple(cond.shape)}; expected "
-                     f"{expected}")
-  if num_neighbours is not None and cond.shape[1] != num_neighbours:
-    raise ValueError(
-        f"{name} has shape {tuple(cond.shape)}, k = {cond.shape[1]} "
-        f"neighbours; expected {expected}: the model concatenates its "
-        f"neighbours and was built for k = {num_neighbours} (the -pool "
-        "variants take any k)")
-
-
-def concat_neighbourhood(neighbours: Array) -> Array:
-  """The neighbours side by side: [B, k, H, W, C] -> [B, H, W, kC].
-
-  Channels j C to (j + 1) C - 1 hold neighbour j, so the nearest comes first.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> n = jnp.arange(6.0).reshape(1, 3, 1, 1, 2)    # k = 3, C = 2
-    >>> concat_neighbourhood(n)[0, 0, 0].tolist()
-    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-  """
-  moved = jnp.moveaxis(neighbours, 1, -2)                  # [B, H, W, k, C]
-  return moved.reshape(*moved.shape[:-2], -1)
-
-
-def _flatten_neighbours(cond: Array) -> Array:
-  """[B, k, *event] -> [B * k, *event]."""
-  return cond.reshape(-1, *cond.shape[2:])
-
-
-# ------------------------------------------------------- the eq. 9 head
-def _standardise(mean: Array, log_scale: Array,
-                 event_ndims: int) -> distrax.Bijector:
-  """Eq. 9 as a distrax bijector: y = (z - mean) / exp(log_scale)."""
-  return distrax.Block(
-      distrax.Inverse(distrax.ScalarAffine(shift=mean, log_scale=log_scale)),
-      ndims=event_ndims)
-
-
-class LatentStatistics(nn.Module):
-  """g_mu and g_sigma of eq. 7 (App. B.1) as functions of q(N).
-
-  Input [B, k, H, W, C] neighbour latents; output (mean, log_scale), each
-  [B, H, W, C]. Three shared conv layers per neighbour; then the k feature
-  maps are concatenated along channels in their order ("concat", App. B.1;
-  [B, H, W, k F]) or pooled by their mean and max over the neighbours
-  ("pool", NCL-pool; [B, H, W, 2F]); then two branches of three conv layers
-  give the mean and log g_sigma. The branches' last layers are
-  zero-initialised.
-
-  Attributes:
-    hidden: channels F of the hidden conv layers.
-    max_log_scale: s in log sigma = s tanh(raw / s); |log sigma| < s.
-    form: "concat" or "pool".
-    num_neighbours: k, required by "concat", which takes only that k.
-  """
-  hidden: int = 32
-  max_log_scale: float = 3.0
-  form: str = "concat"
-  num_neighbours: Optional[int] = None
-
-  @nn.compact
-  def __call__(self, latents: Array) -> Tuple[Array, Array]:
-    if latents.ndim != 5:
-      raise ValueError(f"latents have shape {tuple(latents.shape)}; expected "
-                       "[B, k, H, W, C] (NCL needs image events)")
-    if not self.max_log_scale > 0:
-      raise ValueError(f"max_log_scale={self.max_log_scale}; expected > 0")
-    k_fixed = fixed_num_neighbours(self.form, self.num_neighbours, "form")
-    check_neighbourhood(latents, latents.shape[2:], latents.shape[0],
-                        "latents", k_fixed)
-    batch, k = latents.shape[:2]
-    channels = latents.shape[-1]
-    h = _flatten_neighbours(latents)                       # [B k, H, W, C]
-    for i in range(NUM_SHARED_LAYERS):
-      h = nn.relu(nn.Conv(self.hidden, (3, 3), padding="SAME",
-                          name=f"shared{i}")(h))
-    h = h.reshape(batch, k, *h.shape[1:])                  # [B, k, H, W, F]
-    if self.form == "concat":
-      features = concat_neighbourhood(h)                   # [B, H, W, k F]
-    else:
-      features = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
-
-    def branch(name: str) -> Array:
-      g = features
-      for i in range(NUM_BRANCH_LAYERS - 1):
-        g = nn.relu(nn.Conv(self.hidden, (3, 3), padding="SAME",
-                            name=f"{name}{i}")(g))
-      return nn.Conv(channels, (3, 3), padding="SAME",
-                     kernel_init=nn.initializers.zeros, name=f"{name}_out")(g)
-
-    s = self.max_log_scale
-    return branch("mean"), s * jnp.tanh(branch("log_scale") / s)
-
-
-class NeighbourhoodAffine(bijector_base.Bijector):
-  """Eq. 9 as a conditional bijector of a latent z given q(N).
-
-  Forward: y = (z - g_mu(q(N))) / g_sigma(q(N)); log|det| = -sum log g_sigma.
-  `cond` is the neighbour latents q(N), [B, k, H, W, C].
-
-  Attributes:
-    hidden: channels of g_mu and g_sigma's hidden layers.
-    max_log_scale: bound on |log g_sigma|.
-    form: "concat" (App. B.1) or "pool" (NCL-pool); see `LatentStatistics`.
-    num_neighbours: k, required by "concat".
-
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> head = NeighbourhoodAffine(hidden=8, num_neighbours=3)
-    >>> z, latents = jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 3, 4, 4, 1))
-    >>> params = head.init(jax.random.key(0), z, latents)
-    >>> y, logdet = head.apply(params, z, latents, method="forward")
-    >>> bool(jnp.all(y == z)), logdet.tolist()      # identity when fresh
-    (True, [0.0, 0.0])
-  """
-  hidden: int = 32
-  max_log_scale: float = 3.0
-  form: str = "concat"
-  num_neighbours: Optional[int] = None
-  conditional = True
-
-  def setup(self):
-    self.statistics = LatentStatistics(self.hidden, self.max_log_scale,
-                                       self.form, self.num_neighbours)
-
-  def fixed_k(self) -> Optional[int]:
-    """The k this head takes (None: any k)."""
-    return fixed_num_neighbours(self.form, self.num_neighbours, "form")
-
-  def _bijector(self, z: Array, cond: Optional[Array]) -> distrax.Bijector:
-    check_neighbourhood(cond, z.shape[1:], z.shape[0],
-                        num_neighbours=self.fixed_k())
-    mean, log_scale = self.statistics(cond)
-    return _standardise(mean, log_scale, z.ndim - 1)
-
-  def forward(self, z: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    return self._bijector(z, cond).forward_and_log_det(z)
-
-  def inverse(self, y: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    return self._bijector(y, cond).inverse_and_log_det(y)
-
-
-class NCLTransform(bijector_base.Bijector):
-  """x -> (q(x) - g_mu(q(N))) / g_sigma(q(N)): q then eq. 9, given N.
-
-  `cond` is the neighbourhood [B, k, *event] in q's input space. The forward
-  pass runs q once on the targets and the B k neighbours together; the
-  neighbours' log-dets are dropped.
-
-  Attributes:
-    transform: the unconditional flow q.
-    head: the `NeighbourhoodAffine` layer of eq. 9.
-  """
-  transform: nn.Module = None
-  head: nn.Module = None
-  conditional = True
-
-  def _check(self, x: Array, cond: Optional[Array]) -> None:
-    check_neighbourhood(cond, x.shape[1:], x.shape[0],
-                        num_neighbours=self.head.fixed_k())
-
-  def latents(self, x: Array) -> Tuple[Array, Array]:
-    """(q(x), log|det dq/dx|) without the neighbourhood."""
-    return self.transform.forward(x)
-
-  def neighbourhood_statistics(self, cond: Array) -> Tuple[Array, Array]:
-    """(g_mu(q(N)), log g_sigma(q(N))), each [B, *event]."""
-    latents, _ = self.transform.forward(_flatten_neighbours(cond))
-    return self.head.statistics(latents.reshape(cond.shape))
-
-  def forward_targets(self, targets: Array, cond: Array
-                      ) -> Tuple[Array, Array]:
-    """Forward of P targets per neighbourhood: [P, B, *event] -> (y, [P, B]).
-
-    One pass of q over the P B targets and the B k neighbours.
-    """
-    num, batch = targets.shape[:2]
-    self._check(targets[0], cond)
-    event = targets.shape[2:]
-    both = jnp.concatenate([targets.reshape(num * batch, *event),
-                            _flatten_neighbours(cond)])
-    latents, logdet = self.transform.forward(both)
-    z = latents[:num * batch].reshape(targets.shape)
-    mean, log_scale = self.head.statistics(
-        latents[num * batch:].reshape(cond.shape))
-    y, head_logdet = _standardise(mean, log_scale, len(event)
-                                  ).forward_and_log_det(z)
-    return y, logdet[:num * batch].reshape(num, batch) + head_logdet
-
-  def forward(self, x: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(x, cond)
-    y, logdet = self.forward_targets(x[None], cond)
-    return y[0], logdet[0]
-
-  def inverse(self, y: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(y, cond)
-    mean, log_scale = self.neighbourhood_statistics(cond)
-    z, head_logdet = _standardise(mean, log_scale, y.ndim - 1
-                                  ).inverse_and_log_det(y)
-    x, logdet = self.transform.inverse(z)
-    return x, logdet + head_logdet
 
 
 def latents_and_logdet(module: "NeighbourhoodFlow", x: Array
@@ -391,7 +104,7 @@ class NeighbourhoodFlow(flow.FlowModel):
                        "neighbourhoods of shape [batch, k, "
                        f"{', '.join(str(d) for d in self.event_shape)}]")
     check_neighbourhood(cond, self.event_shape, cond.shape[0])
-    h, _ = self.preprocessing.forward(_flatten_neighbours(cond))
+    h, _ = self.preprocessing.forward(flatten_neighbours(cond))
     return h.reshape(cond.shape)
 
   def targets_log_prob(self, targets: Array, cond: Array) -> Array:
@@ -457,7 +170,7 @@ class NeighbourhoodModel(base.BijectiveModel):
     targets = jnp.stack([x, contrastive.roll_negatives(key, x)])
     log_prob = self.module.apply(params, targets, cond,
                                  method="targets_log_prob")
-    bpd = -log_prob / (self.num_dims * math.log(2.0))
+    bpd = units.bits_per_dim(log_prob, self.num_dims)
     return contrastive.contrastive_loss(bpd[0], bpd[1],
                                         self.contrastive.margin_bpd,
                                         self.contrastive.weight)
@@ -556,12 +269,12 @@ def build_ncl(config: ml_collections.ConfigDict) -> NCLModel:
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
       config.flow.num_res_blocks)
-  head = NeighbourhoodAffine(hidden=config.ncl.hidden_channels,
-                             max_log_scale=config.ncl.max_log_scale,
-                             form=config.ncl.statistics,
-                             num_neighbours=num_neighbours)
+  head = ncl_bijectors.NeighbourhoodAffine(
+      hidden=config.ncl.hidden_channels,
+      max_log_scale=config.ncl.max_log_scale, form=config.ncl.statistics,
+      num_neighbours=num_neighbours)
   module = NeighbourhoodFlow(
-      transform=NCLTransform(transform=q, head=head),
+      transform=ncl_bijectors.NCLTransform(transform=q, head=head),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
   return NCLModel(module, info.event_shape, config.model, info.num_levels,

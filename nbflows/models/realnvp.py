@@ -19,7 +19,8 @@ spatial size); NCT subclasses `FlowModel` and supplies the condition of each
 scale through `FlowModel.transform_condition`.
 
 With ``scan=True`` consecutive couplings are stacked in pairs of opposite
-parity with `nn.scan`; it is off by default (see `flow.Repeat` for why).
+parity with `nn.scan`; it is off by default (see `combinators.Repeat` for
+why).
 """
 from __future__ import annotations
 
@@ -28,35 +29,17 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import ml_collections
 
+from nbflows.bijectors import combinators
 from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
+from nbflows.bijectors import multiscale
 from nbflows.data import sources
 from nbflows.models import base
 from nbflows.models import flow
 
-MIN_SPATIAL_SIZE = 4        # no scale works on images smaller than 4 x 4
-
-
-def max_num_scales(height: int, width: int) -> int:
-  """The most scales an H x W image allows.
-
-  Every scale but the last squeezes (halves H and W), which needs an even
-  size, and no scale may work below `MIN_SPATIAL_SIZE` pixels a side.
-
-  Example:
-    >>> max_num_scales(8, 8), max_num_scales(28, 28), max_num_scales(32, 32)
-    (2, 3, 4)
-  """
-  scales = 1
-  while (height % 2 == 0 and width % 2 == 0 and
-         min(height, width) // 2 >= MIN_SPATIAL_SIZE):
-    height, width, scales = height // 2, width // 2, scales + 1
-  return scales
-
-
 def coupling_stack(num_couplings: int, mask: str,
                    make_coupler: Callable[[], nn.Module], conditional: bool,
-                   scan: bool) -> flow.Chain:
+                   scan: bool) -> combinators.Chain:
   """`num_couplings` affine couplings with alternating parity 0, 1, 0, ...
 
   Args:
@@ -64,10 +47,11 @@ def coupling_stack(num_couplings: int, mask: str,
     mask: "checkerboard", "channel" or "half" (see `coupling.make_mask`).
     make_coupler: returns a fresh coupler network for each coupling.
     conditional: whether every coupling takes `cond`.
-    scan: stack pairs of opposite parity with `nn.scan` (`flow.alternating`).
+    scan: stack pairs of opposite parity with `nn.scan`
+      (`combinators.alternating`).
 
   Returns:
-    A `flow.Chain` of the couplings.
+    A `combinators.Chain` of the couplings.
   """
 
   def make(parity: int) -> coupling.AffineCoupling:
@@ -75,30 +59,32 @@ def coupling_stack(num_couplings: int, mask: str,
                                    coupler=make_coupler(),
                                    conditional=conditional)
 
-  return flow.alternating(num_couplings, make, scan)
+  return combinators.alternating(num_couplings, make, scan)
 
 
 def multiscale_transform(event_shape: Sequence[int], num_scales: int,
                          couplings_per_scale: int, hidden_channels: int,
                          num_res_blocks: int, conditional: bool = False,
                          scan: bool = False,
-                         last_scale_couplings: int = 4) -> flow.MultiScale:
+                         last_scale_couplings: int = 4
+                         ) -> multiscale.MultiScale:
   """RealNVP's multi-scale transform of [B, H, W, C] images.
 
   Args:
     event_shape: (H, W, C).
-    num_scales: the number of scales, 1 to `max_num_scales(H, W)`.
+    num_scales: the number of scales, 1 to
+      `multiscale.max_num_scales(H, W, multiscale.REALNVP_SCALES)`.
     couplings_per_scale: checkerboard (and channel) couplings per scale.
     hidden_channels: width of the couplers' conv nets.
     num_res_blocks: residual blocks per coupler.
     conditional: build every coupling conditional (NCT, eq. 8); each scale
-      then needs a condition (see `flow.MultiScale`).
+      then needs a condition (see `multiscale.MultiScale`).
     scan: stack pairs of couplings with `nn.scan`.
     last_scale_couplings: checkerboard couplings of the last scale (4 in
       Dinh et al. 2016, Sec. 4.1).
 
   Returns:
-    A `flow.MultiScale` whose forward maps x to z of the same shape.
+    A `multiscale.MultiScale` whose forward maps x to z of the same shape.
 
   Raises:
     ValueError: for a non-image event shape or too many scales.
@@ -107,24 +93,26 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
   if len(event_shape) != 3:
     raise ValueError(f"event_shape={event_shape}; the multi-scale RealNVP "
                      "needs images (H, W, C)")
-  limit = max_num_scales(*event_shape[:2])
+  rule = multiscale.REALNVP_SCALES
+  limit = multiscale.max_num_scales(*event_shape[:2], rule)
   if not 1 <= num_scales <= limit:
     raise ValueError(
         f"num_scales={num_scales}; {event_shape[0]}x{event_shape[1]} images "
         f"allow 1 to {limit} (each squeeze halves the size, down to "
-        f"{MIN_SPATIAL_SIZE}x{MIN_SPATIAL_SIZE})")
+        f"{rule.min_spatial_size}x{rule.min_spatial_size})")
   cond_mode = "concat" if conditional else None
 
   def make_coupler() -> nn.Module:
     return couplers.ConvCoupler(hidden=hidden_channels,
                                 num_blocks=num_res_blocks, cond_mode=cond_mode)
 
-  def stack(num: int, mask: str) -> flow.Chain:
+  def stack(num: int, mask: str) -> combinators.Chain:
     return coupling_stack(num, mask, make_coupler, conditional, scan)
 
-  scale = flow.MultiScale(before=stack(last_scale_couplings, "checkerboard"))
+  scale = multiscale.MultiScale(
+      before=stack(last_scale_couplings, "checkerboard"))
   for _ in range(num_scales - 1):
-    scale = flow.MultiScale(
+    scale = multiscale.MultiScale(
         before=stack(couplings_per_scale, "checkerboard"), squeeze=True,
         after=stack(couplings_per_scale, "channel"), inner=scale)
   return scale
@@ -132,7 +120,7 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
 
 def vector_transform(num_layers: int, hidden: Sequence[int],
                      conditional: bool = False,
-                     scan: bool = False) -> flow.Chain:
+                     scan: bool = False) -> combinators.Chain:
   """RealNVP with "half"-mask MLP couplings for [B, D] vectors.
 
   Args:
@@ -142,7 +130,7 @@ def vector_transform(num_layers: int, hidden: Sequence[int],
     scan: stack pairs of couplings with `nn.scan`.
 
   Returns:
-    A `flow.Chain` of the couplings.
+    A `combinators.Chain` of the couplings.
   """
   cond_mode = "concat" if conditional else None
   return coupling_stack(
@@ -173,6 +161,6 @@ def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   (`num_levels` set) are rescaled and logit-transformed first.
   """
   info = sources.dataset_info(config.dataset)
-  transform = flow.Flattened(
+  transform = combinators.Flattened(
       inner=vector_transform(config.flow.num_layers, config.flow.mlp_hidden))
   return flow.unconditional_model(config, info, transform)

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from nbflows.data import sources
+from nbflows.distributions import gaussian
 from nbflows.models import base
 from nbflows.objectives import iwae
 
@@ -123,11 +124,6 @@ def diagonal_gaussian_log_prob(z: Array, mean: Array,
   return -0.5 * jnp.sum(
       math.log(2 * math.pi) + log_variance
       + (z - mean) ** 2 * jnp.exp(-log_variance), axis=-1)
-
-
-def standard_normal_log_prob(z: Array) -> Array:
-  """log N(z; 0, I), summed over the last axis."""
-  return -0.5 * jnp.sum(math.log(2 * math.pi) + z * z, axis=-1)
 
 
 # ------------------------------------------------------------------ networks
@@ -356,7 +352,7 @@ class VAEModel(base.TrainableModel):
   def _log_prior(self, params: Params, z: Array) -> Array:
     if self.module.prior == "vampprior":
       return self.module.apply(params, z, method="vamp_prior_log_prob")
-    return standard_normal_log_prob(z)
+    return gaussian.standard_normal_log_prob(z, event_ndims=1)
 
   # --------------------------------------------------------------- bounds
   def elbo_terms(self, params: Params, x_binary: Array, key: Array,
