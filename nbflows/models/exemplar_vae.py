@@ -30,6 +30,7 @@ half:
 Example:
   >>> import jax, jax.numpy as jnp, numpy as np
   >>> from nbflows.models import vae
+from nbflows.objectives import elbo
   >>> images = np.random.default_rng(0).integers(0, 17, (10, 4, 4, 1), np.uint8)
   >>> model = ExemplarVAEModel(
   ...     vae.VAE(event_shape=(4, 4, 1), latent_dim=2, hidden=(8,),
@@ -53,6 +54,7 @@ import numpy as np
 from nbflows.data import sources
 from nbflows.distributions import exemplar_prior
 from nbflows.models import vae
+from nbflows.objectives import elbo
 
 Array = jax.Array
 Params = Any
@@ -213,24 +215,21 @@ class ExemplarVAEModel(vae.VAEModel):
     """
     binarise_key, sample_key, _ = jax.random.split(key, 3)
     x_binary = vae.binarise(binarise_key, batch["x"], self.num_levels)
-    mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(sample_key,
-                                                               mean.shape)
     neighbours = batch["exemplar_neighbours"]
     neighbour_means = self.exemplar_means(params, neighbours)     # [B, k', d]
     keep = (neighbours != batch["index"][:, None] if self.leave_one_out
             else None)
-    log_prior = exemplar_prior.knn_log_density(
-        z, neighbour_means, self.log_variance(params), batch["exemplar_count"],
-        keep)
-    logits = self.module.apply(params, z, method="decode")
-    reconstruction = vae.bernoulli_log_prob(x_binary, logits)
-    kl = vae.diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior
-    elbo = jnp.mean(reconstruction - kl)
-    metrics = {"loss": -elbo, "elbo": elbo,
-               "reconstruction_nll": -jnp.mean(reconstruction),
-               "kl": jnp.mean(kl), "log_variance": self.log_variance(params)}
-    return -elbo, (metrics, jax.lax.stop_gradient(neighbour_means))
+
+    def log_prior(z: Array) -> Array:
+      return exemplar_prior.knn_log_density(
+          z, neighbour_means, self.log_variance(params),
+          batch["exemplar_count"], keep)
+
+    reconstruction, kl = self.elbo_terms(params, x_binary, sample_key,
+                                         log_prior)
+    loss, metrics = elbo.training_loss(reconstruction, kl)
+    metrics["log_variance"] = self.log_variance(params)
+    return loss, (metrics, jax.lax.stop_gradient(neighbour_means))
 
   @functools.cached_property
   def _query_means(self):

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from nbflows.data import sources
 from nbflows.distributions import gaussian
 from nbflows.models import base
+from nbflows.objectives import elbo
 from nbflows.objectives import iwae
 
 Array = jax.Array
@@ -108,22 +109,6 @@ def to_data_units(probabilities: Array, num_levels: int) -> Array:
   units (``floor`` of the result is the nearest pixel value).
   """
   return probabilities * (num_levels - 1) + 0.5
-
-
-def bernoulli_log_prob(x: Array, logits: Array) -> Array:
-  """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i): [..., B]."""
-  per_pixel = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(
-      -logits)
-  event_axes = tuple(range(-(x.ndim - 1), 0))
-  return jnp.sum(per_pixel, axis=event_axes)
-
-
-def diagonal_gaussian_log_prob(z: Array, mean: Array,
-                               log_variance: Array) -> Array:
-  """log N(z; mean, diag exp(log_variance)), summed over the last axis."""
-  return -0.5 * jnp.sum(
-      math.log(2 * math.pi) + log_variance
-      + (z - mean) ** 2 * jnp.exp(-log_variance), axis=-1)
 
 
 # ------------------------------------------------------------------ networks
@@ -258,8 +243,8 @@ class VAE(nn.Module):
   def vamp_prior_log_prob(self, z: Array) -> Array:
     """log 1/K sum_k N(z; mu(u_k), diag Lambda(u_k)), shape [..., B]."""
     means, log_variances = self.encoder(self.pseudo_inputs())   # [K, d] each
-    log_probs = diagonal_gaussian_log_prob(z[..., None, :], means,
-                                           log_variances)       # [..., B, K]
+    log_probs = gaussian.diagonal_gaussian_log_prob(
+        z[..., None, :], means, log_variances)                  # [..., B, K]
     return (jax.nn.logsumexp(log_probs, axis=-1)
             - math.log(self.num_pseudo_inputs))
 
@@ -369,11 +354,8 @@ class VAEModel(base.TrainableModel):
       (log p(x | z), log q(z | x) - log p(z)), each [B] in nats.
     """
     mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(key, mean.shape)
-    logits = self.module.apply(params, z, method="decode")
-    reconstruction = bernoulli_log_prob(x_binary, logits)
-    kl = diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior(z)
-    return reconstruction, kl
+    return elbo.elbo_terms(x_binary, mean, log_variance,
+                           self._decoder_logits(params), log_prior, key)
 
   def importance_estimate(self, params: Params, x_binary: Array, key: Array,
                           log_prior: Callable[[Array], Array],
@@ -395,16 +377,13 @@ class VAEModel(base.TrainableModel):
       `nbflows.objectives.iwae.ImportanceEstimate`, each field [B] in nats.
     """
     mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    std = jnp.exp(0.5 * log_variance)
-
-    def log_weights(sample_key: Array, num: int) -> Array:
-      z = mean + std * jax.random.normal(sample_key, (num, *mean.shape))
-      logits = self.module.apply(params, z, method="decode")
-      return (bernoulli_log_prob(x_binary, logits) + log_prior(z)
-              - diagonal_gaussian_log_prob(z, mean, log_variance))
-
+    log_weights = elbo.importance_log_weights(
+        x_binary, mean, log_variance, self._decoder_logits(params), log_prior)
     return iwae.importance_log_likelihood(
         log_weights, key, num_samples or self.iwae_samples, self.iwae_chunk)
+
+  def _decoder_logits(self, params: Params) -> elbo.Decode:
+    return functools.partial(self.module.apply, params, method="decode")
 
   # ------------------------------------------------------------ objectives
   def loss(self, params: Params, batch: Mapping[str, Array],
@@ -419,11 +398,7 @@ class VAEModel(base.TrainableModel):
     reconstruction, kl = self.elbo_terms(
         params, x_binary, sample_key,
         lambda z: self.training_log_prior(params, z, batch, prior_key))
-    elbo = jnp.mean(reconstruction - kl)
-    loss = -jnp.mean(reconstruction - self.beta * kl)
-    return loss, {"loss": loss, "elbo": elbo,
-                   "reconstruction_nll": -jnp.mean(reconstruction),
-                   "kl": jnp.mean(kl)}
+    return elbo.training_loss(reconstruction, kl, self.beta)
 
   def eval_metrics(self, params: Params, batch: Mapping[str, Array],
                    key: Array) -> Dict[str, Array]:
