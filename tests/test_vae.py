@@ -87,8 +87,7 @@ def test_vampprior_is_the_mixture_of_pseudo_input_posteriors():
   expected = [special.logsumexp([stats.multivariate_normal.logpdf(
       z[b], means[k], np.diag(np.exp(log_vars[k]))) for k in range(3)])
               - math.log(3) for b in range(5)]
-  got = model.module.apply(params, jnp.asarray(z, jnp.float32),
-                           method="vamp_prior_log_prob")
+  got = model.prior(params).log_prob(jnp.asarray(z, jnp.float32))
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 

@@ -45,7 +45,7 @@ from nbflows.objectives import elbo
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,7 @@ import numpy as np
 
 from nbflows.data import sources
 from nbflows.distributions import exemplar_prior
+from nbflows.distributions import priors
 from nbflows.models import vae
 from nbflows.objectives import elbo
 
@@ -131,21 +132,19 @@ class ExemplarVAEModel(vae.VAEModel):
     return loss, dict(metrics, log_variance=self.log_variance(params))
 
   # ----------------------------------------------------------------- priors
+  def prior(self, params: Params) -> priors.ExemplarPrior:
+    """r(z | X) over all N training exemplars (Sec. 5, Evaluation)."""
+    return priors.ExemplarPrior(self.exemplar_means(params),
+                                self.log_variance(params))
+
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
     """log r(z | pi) over a random subset pi less the point itself (eq. 13)."""
     indices = self._subsample(key)
-    means = self.exemplar_means(params, indices)
     mask = (exemplar_prior.leave_one_out_mask(batch["index"], indices)
             if self.leave_one_out else None)
-    return exemplar_prior.log_density(z, means, self.log_variance(params),
-                                      mask)
-
-  def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
-    """z -> log r(z | X) over all N training exemplars (Sec. 5, Evaluation)."""
-    means = self.exemplar_means(params)
-    log_variance = self.log_variance(params)
-    return lambda z: exemplar_prior.log_density(z, means, log_variance)
+    return priors.ExemplarPrior(self.exemplar_means(params, indices),
+                                self.log_variance(params), mask).log_prob(z)
 
   def _subsample(self, key: Array) -> Array:
     if self.num_subsample == self.num_exemplars:
@@ -240,20 +239,6 @@ class ExemplarVAEModel(vae.VAEModel):
     return jax.jit(self.exemplar_means)
 
   # --------------------------------------------------------------- sampling
-  def sample_latents(self, params: Params, key: Array, num: int,
-                     temperature: float) -> Array:
-    """z ~ r(z | X): a uniform exemplar, then N(mu(x_n), T^2 sigma^2 I)."""
-    index_key, noise_key = jax.random.split(key)
-    indices = jax.random.randint(index_key, (num,), 0, self.num_exemplars)
-    return self._perturb(params, noise_key, self.exemplar_means(params,
-                                                                indices),
-                         temperature)
-
-  def _perturb(self, params: Params, key: Array, means: Array,
-               temperature: float) -> Array:
-    sigma = jnp.exp(0.5 * self.log_variance(params))
-    return means + temperature * sigma * jax.random.normal(key, means.shape)
-
   def sample_like(self, params: Params, key: Array, exemplars: Array,
                   num_per_exemplar: int = 1, temperature: float = 1.0
                   ) -> Array:
@@ -284,7 +269,8 @@ class ExemplarVAEModel(vae.VAEModel):
                    num_per_exemplar: int, temperature: Array) -> Array:
     means, _ = self.encode(params, exemplars)                 # [B, d]
     means = jnp.repeat(means[:, None, :], num_per_exemplar, axis=1)
-    return self.decode(params, self._perturb(params, key, means, temperature))
+    z = priors.perturb(key, means, self.log_variance(params), temperature)
+    return self.decode(params, z)
 
   @functools.cached_property
   def _sample_like_jit(self):

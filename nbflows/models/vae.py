@@ -44,14 +44,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from nbflows.data import sources
-from nbflows.distributions import gaussian
+from nbflows.distributions import priors
 from nbflows.models import base
 from nbflows.objectives import elbo
 from nbflows.objectives import iwae
@@ -60,6 +61,8 @@ Array = jax.Array
 Params = Any
 ACTIVATIONS = ("gated", "relu")
 PRIORS = ("gaussian", "vampprior", "exemplar")
+Prior = Union[priors.StandardNormalPrior, priors.VampPrior,
+              priors.ExemplarPrior]
 LOG_VARIANCE_RANGE = (-6.0, 2.0)   # hardtanh of the VampPrior code
 # Fixed key for binarising evaluation images: every model scores the same
 # binary test set (folded with each example's index, so batching is irrelevant).
@@ -240,14 +243,6 @@ class VAE(nn.Module):
     """The exemplar prior's shared scalar log sigma^2 (eq. 12)."""
     return self.exemplar_log_variance
 
-  def vamp_prior_log_prob(self, z: Array) -> Array:
-    """log 1/K sum_k N(z; mu(u_k), diag Lambda(u_k)), shape [..., B]."""
-    means, log_variances = self.encoder(self.pseudo_inputs())   # [K, d] each
-    log_probs = gaussian.diagonal_gaussian_log_prob(
-        z[..., None, :], means, log_variances)                  # [..., B, K]
-    return (jax.nn.logsumexp(log_probs, axis=-1)
-            - math.log(self.num_pseudo_inputs))
-
 
 # ------------------------------------------------------------------- facade
 class VAEModel(base.TrainableModel):
@@ -324,20 +319,23 @@ class VAEModel(base.TrainableModel):
     return to_data_units(jax.nn.sigmoid(logits), self.num_levels)
 
   # ----------------------------------------------------------------- priors
+  def prior(self, params: Params) -> Prior:
+    """The prior p(z) of evaluation and sampling, built from `params`."""
+    if self.module.prior == "vampprior":
+      return priors.VampPrior(
+          self.module.apply(params, method="pseudo_inputs"),
+          functools.partial(self.module.apply, params, method="encode"))
+    return priors.StandardNormalPrior(self.module.latent_dim)
+
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
     """log p(z) [..., B] used in the training ELBO."""
     del batch, key  # the Gaussian and VampPrior do not depend on the batch
-    return self._log_prior(params, z)
+    return self.prior(params).log_prob(z)
 
   def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
     """Returns z [..., B, d] -> log p(z) [..., B] for evaluation."""
-    return functools.partial(self._log_prior, params)
-
-  def _log_prior(self, params: Params, z: Array) -> Array:
-    if self.module.prior == "vampprior":
-      return self.module.apply(params, z, method="vamp_prior_log_prob")
-    return gaussian.standard_normal_log_prob(z, event_ndims=1)
+    return self.prior(params).log_prob
 
   # --------------------------------------------------------------- bounds
   def elbo_terms(self, params: Params, x_binary: Array, key: Array,
@@ -469,16 +467,7 @@ class VAEModel(base.TrainableModel):
   def sample_latents(self, params: Params, key: Array, num: int,
                      temperature: float) -> Array:
     """z [num, d] from the prior."""
-    d = self.module.latent_dim
-    if self.module.prior == "vampprior":
-      component_key, noise_key = jax.random.split(key)
-      pseudo = self.module.apply(params, method="pseudo_inputs")
-      k = jax.random.randint(component_key, (num,), 0, pseudo.shape[0])
-      mean, log_variance = self.module.apply(params, pseudo[k],
-                                             method="encode")
-      return mean + temperature * jnp.exp(0.5 * log_variance) * (
-          jax.random.normal(noise_key, (num, d)))
-    return temperature * jax.random.normal(key, (num, d))
+    return self.prior(params).sample(key, num, temperature)
 
   def _check_sample_args(self, n_or_cond: Any, temperature: float) -> int:
     if not isinstance(n_or_cond, int) or n_or_cond < 1:
