@@ -6,6 +6,9 @@ sigma^2 (eq. 12), then x ~ p(x | z). The prior is therefore the mixture
 
   r(z | X) = 1/N sum_n N(z; mu(x_n), sigma^2 I)                   (eq. 10, 14)
 
+(`nbflows.distributions.priors.ExemplarPrior`, built from the parameters by
+`ExemplarVAEModel.prior`)
+
 and training maximises the ELBO of eq. 13 with two regularisers (Sec. 2.1):
 the point's own exemplar is left out (leave-one-out, eq. 4) and the prior of
 each batch uses a random subset of M = ratio * N exemplars (eq. 5). At

@@ -22,13 +22,16 @@ so that the KL term is estimated the same way for every prior (paper 3,
 Table 9). With `beta` != 1 the training loss is the beta-VAE objective
 (Higgins et al., 2017), -(log p(x | z) - beta (log q(z | x) - log p(z))),
 used for paper 1's CelebA neighbourhoods (App. B.2, beta = 1.5); the
-evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test log-likelihood is the IWAE bound (Burda et al., 2015)
-over S importance samples, as in paper 3, Sec. 5.
+evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test
+log-likelihood is the IWAE bound (Burda et al., 2015) over S importance
+samples, as in paper 3, Sec. 5.
 
-Priors here: the standard Gaussian, and the VampPrior (Tomczak & Welling,
-2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k in
-[0, 1]^D. The exemplar prior is `nbflows.models.exemplar_vae`; the latent
-flow prior of paper 5 (eq. 3) is `nbflows.models.glf`.
+Priors here (`nbflows.distributions.priors`, built from the parameters by
+`VAEModel.prior`): the standard Gaussian, and the VampPrior (Tomczak &
+Welling, 2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k
+in [0, 1]^D. The exemplar prior is `nbflows.models.exemplar_vae`; the latent
+flow prior of paper 5 (eq. 3) is `nbflows.models.glf`. The ELBO and IWAE
+arithmetic is `nbflows.objectives.elbo`.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -186,9 +189,11 @@ class VAE(nn.Module):
     latent_dim: d_z (paper 3: 40).
     hidden: encoder and decoder hidden widths (paper 3: (300, 300)).
     activation: "gated" or "relu".
-    prior: "gaussian", "vampprior" (adds K pseudo-inputs) or "exemplar"
-      (adds the shared log sigma^2 of eq. 12; the exemplars themselves live
-      in `nbflows.models.exemplar_vae.ExemplarVAEModel`).
+    prior: which prior's parameters the module holds: "gaussian" (none),
+      "vampprior" (K pseudo-inputs) or "exemplar" (the shared log sigma^2 of
+      eq. 12; the exemplars themselves live in
+      `nbflows.models.exemplar_vae.ExemplarVAEModel`). The densities are
+      `nbflows.distributions.priors`.
     num_pseudo_inputs: K, for the VampPrior.
   """
   event_shape: Tuple[int, ...]
@@ -252,9 +257,9 @@ class VAEModel(base.TrainableModel):
   no exact log p(x) (`iwae_log_likelihood` bounds it) and is no bijection
   (`encode`, `decode`).
 
-  Subclasses change the prior by overriding `training_log_prior` and
-  `evaluation_log_prior` (the exemplar prior needs the batch at training
-  time and all exemplars at evaluation time).
+  Subclasses change the prior by overriding `prior` (evaluation and
+  sampling) and `training_log_prior` (the exemplar prior needs the batch at
+  training time and all exemplars at evaluation time).
 
   Args:
     module: a `VAE`.
