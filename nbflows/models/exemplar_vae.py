@@ -33,7 +33,6 @@ half:
 Example:
   >>> import jax, jax.numpy as jnp, numpy as np
   >>> from nbflows.models import vae
-from nbflows.objectives import elbo
   >>> images = np.random.default_rng(0).integers(0, 17, (10, 4, 4, 1), np.uint8)
   >>> model = ExemplarVAEModel(
   ...     vae.VAE(event_shape=(4, 4, 1), latent_dim=2, hidden=(8,),
