@@ -71,8 +71,9 @@ def test_bernoulli_and_gaussian_log_probs_match_scipy():
   expected = [stats.multivariate_normal.logpdf(z[b], mean[b],
                                                np.diag(np.exp(log_var[b])))
               for b in range(2)]
-  np.testing.assert_allclose(gaussian.diagonal_gaussian_log_prob(z, mean, log_var),
-                             expected, rtol=1e-5)
+  np.testing.assert_allclose(
+      gaussian.diagonal_gaussian_log_prob(z, mean, log_var), expected,
+      rtol=1e-5)
 
 
 def test_vampprior_is_the_mixture_of_pseudo_input_posteriors():

@@ -3,10 +3,10 @@
 Each prior has ``log_prob(z)`` (z [..., B, d] -> [..., B], leading sample
 axes broadcast) and ``sample(key, num, temperature)`` (-> [num, d]); a
 temperature T scales the standard deviation of the prior or, for a mixture,
-of each component. They hold arrays, not parameters: the `nbflows.models.vae.VAE`
-module keeps the VampPrior's pseudo-inputs and the exemplar prior's
-log sigma^2 where its parameter tree always had them, and the facades build
-the prior from `params` for each call.
+of each component. They hold arrays, not parameters: the
+`nbflows.models.vae.VAE` module keeps the VampPrior's pseudo-inputs and the
+exemplar prior's log sigma^2 where its parameter tree always had them, and
+the facades build the prior from `params` for each call.
 
   StandardNormalPrior   p(z) = N(z; 0, I)
   VampPrior             p(z) = 1/K sum_k q(z | u_k)      (Tomczak & Welling)

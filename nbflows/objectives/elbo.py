@@ -20,7 +20,8 @@ member of the family.
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> x = jnp.ones((2, 3)); mean = jnp.zeros((2, 1)); log_var = jnp.zeros((2, 1))
+  >>> x = jnp.ones((2, 3))
+  >>> mean, log_var = jnp.zeros((2, 1)), jnp.zeros((2, 1))
   >>> decode = lambda z: jnp.broadcast_to(z, z.shape[:-1] + (3,))
   >>> prior = lambda z: jnp.zeros(z.shape[:-1])
   >>> rec, kl = elbo_terms(x, mean, log_var, decode, prior, jax.random.key(0))
