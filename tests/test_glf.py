@@ -142,7 +142,7 @@ def test_objectives_equal_their_equations():
     mean, log_var = model.module.apply(params, grey, method="encode")
     if objective == "vae":
       z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
-      log_q = vae.diagonal_gaussian_log_prob(z, mean, log_var)
+      log_q = gaussian.diagonal_gaussian_log_prob(z, mean, log_var)
     else:
       z, log_q = mean, 0.0
     decoded = model.module.apply(params, z, method="decode")

@@ -12,6 +12,7 @@ from scipy import special, stats
 from nbflows.models import protocols
 from nbflows.distributions import gaussian
 from nbflows.models import vae
+from nbflows.objectives import elbo
 
 EVENT = (3, 3, 1)
 LEVELS = 17
@@ -63,15 +64,16 @@ def test_bernoulli_and_gaussian_log_probs_match_scipy():
   x = (rng.random((2, *EVENT)) < 0.5).astype(np.float32)
   logits = rng.normal(size=(2, *EVENT)).astype(np.float32) * 3
   expected = stats.bernoulli.logpmf(x, special.expit(logits)).reshape(2, -1)
-  np.testing.assert_allclose(vae.bernoulli_log_prob(jnp.asarray(x),
-                                                    jnp.asarray(logits)),
+  np.testing.assert_allclose(elbo.bernoulli_log_prob(jnp.asarray(x),
+                                                     jnp.asarray(logits)),
                              expected.sum(-1), rtol=1e-5)
   z, mean, log_var = rng.normal(size=(3, 2, 4))
   expected = [stats.multivariate_normal.logpdf(z[b], mean[b],
                                                np.diag(np.exp(log_var[b])))
               for b in range(2)]
-  np.testing.assert_allclose(vae.diagonal_gaussian_log_prob(z, mean, log_var),
-                             expected, rtol=1e-5)
+  np.testing.assert_allclose(
+      gaussian.diagonal_gaussian_log_prob(z, mean, log_var), expected,
+      rtol=1e-5)
 
 
 def test_vampprior_is_the_mixture_of_pseudo_input_posteriors():
@@ -86,8 +88,7 @@ def test_vampprior_is_the_mixture_of_pseudo_input_posteriors():
   expected = [special.logsumexp([stats.multivariate_normal.logpdf(
       z[b], means[k], np.diag(np.exp(log_vars[k]))) for k in range(3)])
               - math.log(3) for b in range(5)]
-  got = model.module.apply(params, jnp.asarray(z, jnp.float32),
-                           method="vamp_prior_log_prob")
+  got = model.prior(params).log_prob(jnp.asarray(z, jnp.float32))
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
@@ -108,7 +109,7 @@ def exact_log_likelihood(model, params, x_binary):
   grid = jnp.linspace(-9.0, 9.0, 6001)[:, None]                  # [G, 1]
   logits = model.module.apply(params, grid[:, None, :].repeat(
       x_binary.shape[0], axis=1), method="decode")               # [G, B, ...]
-  log_joint = (vae.bernoulli_log_prob(x_binary, logits)
+  log_joint = (elbo.bernoulli_log_prob(x_binary, logits)
                + gaussian.standard_normal_log_prob(
                    grid, event_ndims=1)[:, None])                # [G, B]
   step = float(grid[1, 0] - grid[0, 0])

@@ -78,6 +78,25 @@ def diagonal_normal_log_prob(z: Array, mean: Array, log_scale: Array) -> Array:
   return _sum_event(jnp.broadcast_to(per_dim, z.shape))
 
 
+def diagonal_gaussian_log_prob(z: Array, mean: Array,
+                               log_variance: Array) -> Array:
+  """log N(z; mean, diag exp(log_variance)), summed over the last axis only.
+
+  The VAEs' posterior q(z | x) (paper 3, eq. 11), parametrised by its log
+  variance; `z` may carry leading sample axes, [..., d] -> [...].
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> z = jnp.zeros((4, 1, 2))
+    >>> lp = diagonal_gaussian_log_prob(z, z[0], jnp.zeros((1, 2)))
+    >>> lp.shape, bool(jnp.allclose(lp, standard_normal_log_prob(z[0])[0]))
+    ((4, 1), True)
+  """
+  return -0.5 * jnp.sum(
+      math.log(2 * math.pi) + log_variance
+      + (z - mean) ** 2 * jnp.exp(-log_variance), axis=-1)
+
+
 def standard_normal_sample(key: Array, shape: Sequence[int],
                            temperature: float = 1.0) -> Array:
   """z ~ N(0, T^2 I) of the given shape [B, *event] (T = `temperature`).

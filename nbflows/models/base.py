@@ -46,6 +46,7 @@ import numpy as np
 
 from nbflows import units
 from nbflows.bijectors import base as bijector_base
+from nbflows.objectives import likelihood
 
 Array = jax.Array
 Params = Any
@@ -233,11 +234,10 @@ class DensityModel(TrainableModel):
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """Training loss: mean negative log-likelihood in bits per dimension."""
+    """Mean -log p(x) in bits/dim (`nbflows.objectives.likelihood`, eq. 9)."""
     del key  # exact likelihood: no randomness
-    bpd = self.bits_per_dim(params, batch["x"], self.condition(batch))
-    loss = jnp.mean(bpd)
-    return loss, {"loss": loss, "bpd": loss}
+    return likelihood.bits_per_dim_loss(
+        self.bits_per_dim(params, batch["x"], self.condition(batch)))
 
   def eval_metrics(self, params: Params, batch: Mapping[str, Array],
                    key: Array) -> Dict[str, Array]:

@@ -6,6 +6,9 @@ sigma^2 (eq. 12), then x ~ p(x | z). The prior is therefore the mixture
 
   r(z | X) = 1/N sum_n N(z; mu(x_n), sigma^2 I)                   (eq. 10, 14)
 
+(`nbflows.distributions.priors.ExemplarPrior`, built from the parameters by
+`ExemplarVAEModel.prior`)
+
 and training maximises the ELBO of eq. 13 with two regularisers (Sec. 2.1):
 the point's own exemplar is left out (leave-one-out, eq. 4) and the prior of
 each batch uses a random subset of M = ratio * N exemplars (eq. 5). At
@@ -44,7 +47,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +55,9 @@ import numpy as np
 
 from nbflows.data import sources
 from nbflows.distributions import exemplar_prior
+from nbflows.distributions import priors
 from nbflows.models import vae
+from nbflows.objectives import elbo
 
 Array = jax.Array
 Params = Any
@@ -129,21 +134,19 @@ class ExemplarVAEModel(vae.VAEModel):
     return loss, dict(metrics, log_variance=self.log_variance(params))
 
   # ----------------------------------------------------------------- priors
+  def prior(self, params: Params) -> priors.ExemplarPrior:
+    """r(z | X) over all N training exemplars (Sec. 5, Evaluation)."""
+    return priors.ExemplarPrior(self.exemplar_means(params),
+                                self.log_variance(params))
+
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
     """log r(z | pi) over a random subset pi less the point itself (eq. 13)."""
     indices = self._subsample(key)
-    means = self.exemplar_means(params, indices)
     mask = (exemplar_prior.leave_one_out_mask(batch["index"], indices)
             if self.leave_one_out else None)
-    return exemplar_prior.log_density(z, means, self.log_variance(params),
-                                      mask)
-
-  def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
-    """z -> log r(z | X) over all N training exemplars (Sec. 5, Evaluation)."""
-    means = self.exemplar_means(params)
-    log_variance = self.log_variance(params)
-    return lambda z: exemplar_prior.log_density(z, means, log_variance)
+    return priors.ExemplarPrior(self.exemplar_means(params, indices),
+                                self.log_variance(params), mask).log_prob(z)
 
   def _subsample(self, key: Array) -> Array:
     if self.num_subsample == self.num_exemplars:
@@ -213,24 +216,21 @@ class ExemplarVAEModel(vae.VAEModel):
     """
     binarise_key, sample_key, _ = jax.random.split(key, 3)
     x_binary = vae.binarise(binarise_key, batch["x"], self.num_levels)
-    mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(sample_key,
-                                                               mean.shape)
     neighbours = batch["exemplar_neighbours"]
     neighbour_means = self.exemplar_means(params, neighbours)     # [B, k', d]
     keep = (neighbours != batch["index"][:, None] if self.leave_one_out
             else None)
-    log_prior = exemplar_prior.knn_log_density(
-        z, neighbour_means, self.log_variance(params), batch["exemplar_count"],
-        keep)
-    logits = self.module.apply(params, z, method="decode")
-    reconstruction = vae.bernoulli_log_prob(x_binary, logits)
-    kl = vae.diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior
-    elbo = jnp.mean(reconstruction - kl)
-    metrics = {"loss": -elbo, "elbo": elbo,
-               "reconstruction_nll": -jnp.mean(reconstruction),
-               "kl": jnp.mean(kl), "log_variance": self.log_variance(params)}
-    return -elbo, (metrics, jax.lax.stop_gradient(neighbour_means))
+
+    def log_prior(z: Array) -> Array:
+      return exemplar_prior.knn_log_density(
+          z, neighbour_means, self.log_variance(params),
+          batch["exemplar_count"], keep)
+
+    reconstruction, kl = self.elbo_terms(params, x_binary, sample_key,
+                                         log_prior)
+    loss, metrics = elbo.training_loss(reconstruction, kl)
+    metrics["log_variance"] = self.log_variance(params)
+    return loss, (metrics, jax.lax.stop_gradient(neighbour_means))
 
   @functools.cached_property
   def _query_means(self):
@@ -241,20 +241,6 @@ class ExemplarVAEModel(vae.VAEModel):
     return jax.jit(self.exemplar_means)
 
   # --------------------------------------------------------------- sampling
-  def sample_latents(self, params: Params, key: Array, num: int,
-                     temperature: float) -> Array:
-    """z ~ r(z | X): a uniform exemplar, then N(mu(x_n), T^2 sigma^2 I)."""
-    index_key, noise_key = jax.random.split(key)
-    indices = jax.random.randint(index_key, (num,), 0, self.num_exemplars)
-    return self._perturb(params, noise_key, self.exemplar_means(params,
-                                                                indices),
-                         temperature)
-
-  def _perturb(self, params: Params, key: Array, means: Array,
-               temperature: float) -> Array:
-    sigma = jnp.exp(0.5 * self.log_variance(params))
-    return means + temperature * sigma * jax.random.normal(key, means.shape)
-
   def sample_like(self, params: Params, key: Array, exemplars: Array,
                   num_per_exemplar: int = 1, temperature: float = 1.0
                   ) -> Array:
@@ -285,7 +271,8 @@ class ExemplarVAEModel(vae.VAEModel):
                    num_per_exemplar: int, temperature: Array) -> Array:
     means, _ = self.encode(params, exemplars)                 # [B, d]
     means = jnp.repeat(means[:, None, :], num_per_exemplar, axis=1)
-    return self.decode(params, self._perturb(params, key, means, temperature))
+    z = priors.perturb(key, means, self.log_variance(params), temperature)
+    return self.decode(params, z)
 
   @functools.cached_property
   def _sample_like_jit(self):

@@ -7,8 +7,9 @@ affine couplings on complementary halves (an `AffineCoupling` with
 mask="half" and an `MLPCoupler` of 3 dense layers) and a fixed random
 permutation (`nbflows.bijectors.latent_flow`).
 
-Objectives (L_recon = 0.5 ||x - G(z)||^2 summed over pixels, -log of a unit
-Gaussian decoder up to a constant; L_NLL = -log p_f(z), eq. 1):
+Objectives (`nbflows.objectives.latent_flow`; L_recon = 0.5 ||x - G(z)||^2
+summed over pixels, -log of a unit Gaussian decoder up to a constant;
+L_NLL = -log p_f(z), eq. 1):
 
   GLF (eq. 5):              L_recon(x, G(E(x))) + L_NLL(f(sg[E(x)]))
   regularised GLF (eq. 4):  beta * L_recon(x, G(E(x))) + L_NLL(f(E(x)))
@@ -42,12 +43,14 @@ import jax.numpy as jnp
 
 from nbflows.bijectors.latent_flow import LatentFlow
 from nbflows.data import sources
+from nbflows.distributions import gaussian
 from nbflows.models import base
 from nbflows.models import vae
+from nbflows.objectives import elbo
+from nbflows.objectives import latent_flow
 
 Array = jax.Array
 Params = Any
-OBJECTIVES = ("stop_gradient", "regularised", "vae")
 
 
 class LatentFlowAutoEncoder(nn.Module):
@@ -107,11 +110,6 @@ class LatentFlowAutoEncoder(nn.Module):
     return self.flow.inverse(e)
 
 
-def reconstruction_loss(x: Array, mean: Array) -> Array:
-  """L_recon = 0.5 sum_i (x_i - G(z)_i)^2 over each event, shape [B]."""
-  return 0.5 * jnp.sum(jnp.square(x - mean).reshape(x.shape[0], -1), axis=-1)
-
-
 class GLFModel(base.TrainableModel):
   """GLF, regularised GLF or VAE + flow prior.
 
@@ -141,9 +139,7 @@ class GLFModel(base.TrainableModel):
                name: str = "glf"):
     super().__init__(module, module.event_shape, "none", name,
                      num_levels=num_levels)
-    if objective not in OBJECTIVES:
-      raise ValueError(f"objective={objective!r}; expected one of "
-                       f"{OBJECTIVES}")
+    latent_flow.check_objective(objective)
     if not beta > 0:
       raise ValueError(f"beta={beta}; expected > 0")
     if num_levels < 2:
@@ -184,15 +180,13 @@ class GLFModel(base.TrainableModel):
     grey = vae.grey_levels(x, self.num_levels)
     mean, log_variance = self.module.apply(params, grey, method="encode")
     if self.objective == "vae":
-      z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(key,
-                                                                 mean.shape)
-      log_q = vae.diagonal_gaussian_log_prob(z, mean, log_variance)
+      z = elbo.reparameterised_sample(key, mean, log_variance)
+      log_q = gaussian.diagonal_gaussian_log_prob(z, mean, log_variance)
     else:
       z, log_q = mean, jnp.zeros(mean.shape[0], mean.dtype)
-    flow_input = (jax.lax.stop_gradient(z)
-                  if self.objective == "stop_gradient" else z)
-    nll = -self.module.apply(params, flow_input, method="flow_log_prob")
-    reconstruction = reconstruction_loss(
+    nll = -self.module.apply(params, latent_flow.flow_input(z, self.objective),
+                             method="flow_log_prob")
+    reconstruction = latent_flow.reconstruction_loss(
         grey, self.module.apply(params, z, method="decode"))
     return {"reconstruction": reconstruction, "nll": nll, "log_q": log_q,
             "codes": z}
@@ -206,9 +200,7 @@ class GLFModel(base.TrainableModel):
     quantity that collapses under eq. 4) and, for the VAE, log_q.
     """
     t = self.terms(params, batch["x"], key)
-    weight = 1.0 if self.objective == "stop_gradient" else self.beta
-    per_example = weight * t["reconstruction"] + t["nll"] + t["log_q"]
-    loss = jnp.mean(per_example)
+    loss = jnp.mean(self._per_example_loss(t))
     metrics = {"loss": loss, "reconstruction": jnp.mean(t["reconstruction"]),
                "nll": jnp.mean(t["nll"]),
                "latent_scale": jnp.mean(jnp.std(t["codes"], axis=0))}
@@ -220,9 +212,13 @@ class GLFModel(base.TrainableModel):
                    key: Array) -> Dict[str, Array]:
     """Per-example {"loss", "reconstruction", "nll"} ([B] each)."""
     t = self.terms(params, batch["x"], key)
-    weight = 1.0 if self.objective == "stop_gradient" else self.beta
-    return {"loss": weight * t["reconstruction"] + t["nll"] + t["log_q"],
+    return {"loss": self._per_example_loss(t),
             "reconstruction": t["reconstruction"], "nll": t["nll"]}
+
+  def _per_example_loss(self, terms: Mapping[str, Array]) -> Array:
+    return latent_flow.per_example_loss(terms["reconstruction"], terms["nll"],
+                                        terms["log_q"], self.objective,
+                                        self.beta)
 
   # --------------------------------------------------------------- sampling
   def sample(self, params: Params, key: Array, n_or_cond: Any,

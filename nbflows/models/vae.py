@@ -22,13 +22,16 @@ so that the KL term is estimated the same way for every prior (paper 3,
 Table 9). With `beta` != 1 the training loss is the beta-VAE objective
 (Higgins et al., 2017), -(log p(x | z) - beta (log q(z | x) - log p(z))),
 used for paper 1's CelebA neighbourhoods (App. B.2, beta = 1.5); the
-evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test log-likelihood is the IWAE bound (Burda et al., 2015)
-over S importance samples, as in paper 3, Sec. 5.
+evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test
+log-likelihood is the IWAE bound (Burda et al., 2015) over S importance
+samples, as in paper 3, Sec. 5.
 
-Priors here: the standard Gaussian, and the VampPrior (Tomczak & Welling,
-2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k in
-[0, 1]^D. The exemplar prior is `nbflows.models.exemplar_vae`; the latent
-flow prior of paper 5 (eq. 3) is `nbflows.models.glf`.
+Priors here (`nbflows.distributions.priors`, built from the parameters by
+`VAEModel.prior`): the standard Gaussian, and the VampPrior (Tomczak &
+Welling, 2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k
+in [0, 1]^D. The exemplar prior is `nbflows.models.exemplar_vae`; the latent
+flow prior of paper 5 (eq. 3) is `nbflows.models.glf`. The ELBO and IWAE
+arithmetic is `nbflows.objectives.elbo`.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -44,21 +47,25 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from nbflows.data import sources
-from nbflows.distributions import gaussian
+from nbflows.distributions import priors
 from nbflows.models import base
+from nbflows.objectives import elbo
 from nbflows.objectives import iwae
 
 Array = jax.Array
 Params = Any
 ACTIVATIONS = ("gated", "relu")
 PRIORS = ("gaussian", "vampprior", "exemplar")
+Prior = Union[priors.StandardNormalPrior, priors.VampPrior,
+              priors.ExemplarPrior]
 LOG_VARIANCE_RANGE = (-6.0, 2.0)   # hardtanh of the VampPrior code
 # Fixed key for binarising evaluation images: every model scores the same
 # binary test set (folded with each example's index, so batching is irrelevant).
@@ -108,22 +115,6 @@ def to_data_units(probabilities: Array, num_levels: int) -> Array:
   units (``floor`` of the result is the nearest pixel value).
   """
   return probabilities * (num_levels - 1) + 0.5
-
-
-def bernoulli_log_prob(x: Array, logits: Array) -> Array:
-  """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i): [..., B]."""
-  per_pixel = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(
-      -logits)
-  event_axes = tuple(range(-(x.ndim - 1), 0))
-  return jnp.sum(per_pixel, axis=event_axes)
-
-
-def diagonal_gaussian_log_prob(z: Array, mean: Array,
-                               log_variance: Array) -> Array:
-  """log N(z; mean, diag exp(log_variance)), summed over the last axis."""
-  return -0.5 * jnp.sum(
-      math.log(2 * math.pi) + log_variance
-      + (z - mean) ** 2 * jnp.exp(-log_variance), axis=-1)
 
 
 # ------------------------------------------------------------------ networks
@@ -198,9 +189,11 @@ class VAE(nn.Module):
     latent_dim: d_z (paper 3: 40).
     hidden: encoder and decoder hidden widths (paper 3: (300, 300)).
     activation: "gated" or "relu".
-    prior: "gaussian", "vampprior" (adds K pseudo-inputs) or "exemplar"
-      (adds the shared log sigma^2 of eq. 12; the exemplars themselves live
-      in `nbflows.models.exemplar_vae.ExemplarVAEModel`).
+    prior: which prior's parameters the module holds: "gaussian" (none),
+      "vampprior" (K pseudo-inputs) or "exemplar" (the shared log sigma^2 of
+      eq. 12; the exemplars themselves live in
+      `nbflows.models.exemplar_vae.ExemplarVAEModel`). The densities are
+      `nbflows.distributions.priors`.
     num_pseudo_inputs: K, for the VampPrior.
   """
   event_shape: Tuple[int, ...]
@@ -255,14 +248,6 @@ class VAE(nn.Module):
     """The exemplar prior's shared scalar log sigma^2 (eq. 12)."""
     return self.exemplar_log_variance
 
-  def vamp_prior_log_prob(self, z: Array) -> Array:
-    """log 1/K sum_k N(z; mu(u_k), diag Lambda(u_k)), shape [..., B]."""
-    means, log_variances = self.encoder(self.pseudo_inputs())   # [K, d] each
-    log_probs = diagonal_gaussian_log_prob(z[..., None, :], means,
-                                           log_variances)       # [..., B, K]
-    return (jax.nn.logsumexp(log_probs, axis=-1)
-            - math.log(self.num_pseudo_inputs))
-
 
 # ------------------------------------------------------------------- facade
 class VAEModel(base.TrainableModel):
@@ -272,9 +257,9 @@ class VAEModel(base.TrainableModel):
   no exact log p(x) (`iwae_log_likelihood` bounds it) and is no bijection
   (`encode`, `decode`).
 
-  Subclasses change the prior by overriding `training_log_prior` and
-  `evaluation_log_prior` (the exemplar prior needs the batch at training
-  time and all exemplars at evaluation time).
+  Subclasses change the prior by overriding `prior` (evaluation and
+  sampling) and `training_log_prior` (the exemplar prior needs the batch at
+  training time and all exemplars at evaluation time).
 
   Args:
     module: a `VAE`.
@@ -339,20 +324,23 @@ class VAEModel(base.TrainableModel):
     return to_data_units(jax.nn.sigmoid(logits), self.num_levels)
 
   # ----------------------------------------------------------------- priors
+  def prior(self, params: Params) -> Prior:
+    """The prior p(z) of evaluation and sampling, built from `params`."""
+    if self.module.prior == "vampprior":
+      return priors.VampPrior(
+          self.module.apply(params, method="pseudo_inputs"),
+          functools.partial(self.module.apply, params, method="encode"))
+    return priors.StandardNormalPrior(self.module.latent_dim)
+
   def training_log_prior(self, params: Params, z: Array,
                          batch: Mapping[str, Array], key: Array) -> Array:
     """log p(z) [..., B] used in the training ELBO."""
     del batch, key  # the Gaussian and VampPrior do not depend on the batch
-    return self._log_prior(params, z)
+    return self.prior(params).log_prob(z)
 
   def evaluation_log_prior(self, params: Params) -> Callable[[Array], Array]:
     """Returns z [..., B, d] -> log p(z) [..., B] for evaluation."""
-    return functools.partial(self._log_prior, params)
-
-  def _log_prior(self, params: Params, z: Array) -> Array:
-    if self.module.prior == "vampprior":
-      return self.module.apply(params, z, method="vamp_prior_log_prob")
-    return gaussian.standard_normal_log_prob(z, event_ndims=1)
+    return self.prior(params).log_prob
 
   # --------------------------------------------------------------- bounds
   def elbo_terms(self, params: Params, x_binary: Array, key: Array,
@@ -369,11 +357,8 @@ class VAEModel(base.TrainableModel):
       (log p(x | z), log q(z | x) - log p(z)), each [B] in nats.
     """
     mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(key, mean.shape)
-    logits = self.module.apply(params, z, method="decode")
-    reconstruction = bernoulli_log_prob(x_binary, logits)
-    kl = diagonal_gaussian_log_prob(z, mean, log_variance) - log_prior(z)
-    return reconstruction, kl
+    return elbo.elbo_terms(x_binary, mean, log_variance,
+                           self._decoder_logits(params), log_prior, key)
 
   def importance_estimate(self, params: Params, x_binary: Array, key: Array,
                           log_prior: Callable[[Array], Array],
@@ -395,16 +380,13 @@ class VAEModel(base.TrainableModel):
       `nbflows.objectives.iwae.ImportanceEstimate`, each field [B] in nats.
     """
     mean, log_variance = self.module.apply(params, x_binary, method="encode")
-    std = jnp.exp(0.5 * log_variance)
-
-    def log_weights(sample_key: Array, num: int) -> Array:
-      z = mean + std * jax.random.normal(sample_key, (num, *mean.shape))
-      logits = self.module.apply(params, z, method="decode")
-      return (bernoulli_log_prob(x_binary, logits) + log_prior(z)
-              - diagonal_gaussian_log_prob(z, mean, log_variance))
-
+    log_weights = elbo.importance_log_weights(
+        x_binary, mean, log_variance, self._decoder_logits(params), log_prior)
     return iwae.importance_log_likelihood(
         log_weights, key, num_samples or self.iwae_samples, self.iwae_chunk)
+
+  def _decoder_logits(self, params: Params) -> elbo.Decode:
+    return functools.partial(self.module.apply, params, method="decode")
 
   # ------------------------------------------------------------ objectives
   def loss(self, params: Params, batch: Mapping[str, Array],
@@ -419,11 +401,7 @@ class VAEModel(base.TrainableModel):
     reconstruction, kl = self.elbo_terms(
         params, x_binary, sample_key,
         lambda z: self.training_log_prior(params, z, batch, prior_key))
-    elbo = jnp.mean(reconstruction - kl)
-    loss = -jnp.mean(reconstruction - self.beta * kl)
-    return loss, {"loss": loss, "elbo": elbo,
-                   "reconstruction_nll": -jnp.mean(reconstruction),
-                   "kl": jnp.mean(kl)}
+    return elbo.training_loss(reconstruction, kl, self.beta)
 
   def eval_metrics(self, params: Params, batch: Mapping[str, Array],
                    key: Array) -> Dict[str, Array]:
@@ -494,16 +472,7 @@ class VAEModel(base.TrainableModel):
   def sample_latents(self, params: Params, key: Array, num: int,
                      temperature: float) -> Array:
     """z [num, d] from the prior."""
-    d = self.module.latent_dim
-    if self.module.prior == "vampprior":
-      component_key, noise_key = jax.random.split(key)
-      pseudo = self.module.apply(params, method="pseudo_inputs")
-      k = jax.random.randint(component_key, (num,), 0, pseudo.shape[0])
-      mean, log_variance = self.module.apply(params, pseudo[k],
-                                             method="encode")
-      return mean + temperature * jnp.exp(0.5 * log_variance) * (
-          jax.random.normal(noise_key, (num, d)))
-    return temperature * jax.random.normal(key, (num, d))
+    return self.prior(params).sample(key, num, temperature)
 
   def _check_sample_args(self, n_or_cond: Any, temperature: float) -> int:
     if not isinstance(n_or_cond, int) or n_or_cond < 1:
