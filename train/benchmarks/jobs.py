@@ -52,12 +52,12 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from nbflows.bijectors import couplers
-from train import benchmark_flows
-from train import benchmark_index
-from train import benchmark_models
-from train import benchmark_resume
-from train.benchmark_flows import PEER_DIR
-from train.benchmark_flows import peak_rss_mb
+from train.benchmarks import flows as benchmark_flows
+from train.benchmarks import knn as benchmark_index
+from train.benchmarks import peer_models as benchmark_models
+from train.benchmarks import resume as benchmark_resume
+from train.benchmarks.flows import peak_rss_mb
+from train.benchmarks.flows import PEER_DIR
 
 MODELS = ("ncl", "nct", "rnvp")
 DATASETS = ("digits", "mnist5k")
@@ -227,7 +227,3 @@ def main(argv: Optional[List[str]] = None) -> None:
 
   args = parser.parse_args(argv)
   print(json.dumps(args.run(args)), flush=True)
-
-
-if __name__ == "__main__":
-  main()

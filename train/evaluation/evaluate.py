@@ -41,9 +41,9 @@ from nbflows.data import sources
 from nbflows.models import base as model_base
 from nbflows.models import protocols
 from nbflows.neighbours import index as index_lib
-from train import checkpoint as checkpoint_lib
-from train import requested_metrics
-from train import sharding
+from train.evaluation import requested_metrics
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import sharding
 
 Array = jax.Array
 EVAL_FILE = "eval.json"
@@ -387,25 +387,3 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   return write_test_report(
       config, workdir, model, params, splits, index, mesh, steps_trained,
       steps_trained if best_step is None else best_step, metrics=metrics)
-
-
-if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
-  config_flags.DEFINE_config_file(
-      "config", None, "Config file, e.g. configs/default.py:quick.",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None, "The training run's directory.")
-  flags.DEFINE_list("metrics", None, "Metrics to evaluate, from "
-                    f"{', '.join(requested_metrics.METRICS)} (default: "
-                    "config.eval.metrics, "
-                    "else the model family's default).")
-  flags.mark_flags_as_required(["config", "workdir"])
-
-  def main(argv):
-    del argv
-    evaluate(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.metrics)
-
-  app.run(main)

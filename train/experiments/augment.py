@@ -140,8 +140,8 @@ def train_classifier(model: protocols.ExemplarSampler, params: Any,
   return {"test_error": error(splits.test), "train_error": error(splits.train)}
 
 
-def main(workdir: str, weight: float, steps: int, compare: bool,
-         hidden: Sequence[int], seed: int) -> Dict[str, Any]:
+def augment(workdir: str, weight: float, steps: int, compare: bool,
+            hidden: Sequence[int], seed: int) -> Dict[str, Any]:
   """Loads the run in `workdir`, trains the classifiers, writes augment.json."""
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
   model, params, config = checkpoint_loading.load_checkpoint(workdir)
@@ -164,24 +164,3 @@ def main(workdir: str, weight: float, steps: int, compare: bool,
     json.dump(results, f, indent=2)
   print(json.dumps(results))
   return results
-
-
-if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  flags.DEFINE_string("workdir", None, "A finished Exemplar VAE run.")
-  flags.DEFINE_float("weight", 0.5, "lambda of eq. 16 (1: no augmentation).")
-  flags.DEFINE_integer("steps", 2000, "Classifier training steps.")
-  flags.DEFINE_bool("compare", True, "Also train with lambda = 1.")
-  flags.DEFINE_list("hidden", ["1024", "1024"], "MLP hidden widths.")
-  flags.DEFINE_integer("seed", 0, "Seed of the classifier runs.")
-  flags.mark_flags_as_required(["workdir"])
-
-  def _main(argv):
-    del argv
-    f = flags.FLAGS
-    main(f.workdir, f.weight, f.steps, f.compare,
-         [int(w) for w in f.hidden], f.seed)
-
-  app.run(_main)

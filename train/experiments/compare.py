@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import json
 import os
 import time
 from typing import Any, Dict, List, Sequence, Tuple
 
-from absl import app
-from absl import flags
 import ml_collections
 
-from train import trainer
+from train.loop import trainer
 
 PARAMETER_TOLERANCE = 0.10
 COMPARE_METRICS = "bpd,marginal_bpd"
@@ -188,40 +185,3 @@ def format_table(rows: Sequence[Dict[str, Any]],
     cells += [format_cell(row, key, fmt) for _, key, fmt in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
-
-
-def define_flags() -> None:
-  """The command line's flags (defined only when run as a program)."""
-  flags.DEFINE_list("configs", None, "Comma-separated config files, e.g. "
-                    "configs/default.py,configs/ncl_digits.py (a ':quick' "
-                    "suffix passes the argument to get_config).")
-  flags.DEFINE_multi_string("set", [], "An override field=value applied to "
-                            "every config, e.g. num_train_steps=1500.")
-  flags.DEFINE_string("workdir_root", None, "Each run goes to "
-                      "<workdir_root>/<config file stem>.")
-  flags.DEFINE_bool("exact_marginal", False, "Sum eq. 4 over every training "
-                    "neighbourhood for every model (NCT: N conditional "
-                    "passes per test point) instead of sampling M of them.")
-  flags.DEFINE_string("metrics", COMPARE_METRICS, "Test metrics of every run "
-                      "(train.evaluate's names); 'iwae' for VAEs, whose table "
-                      "then shows the test IWAE bound.")
-  flags.mark_flags_as_required(["configs", "workdir_root"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  rows = compare(args.configs, args.set, args.workdir_root,
-                 args.exact_marginal, args.metrics)
-  table = format_table(rows, IWAE_COLUMNS if "iwae" in args.metrics
-                       else COLUMNS)
-  with open(os.path.join(args.workdir_root, "compare.json"), "w") as f:
-    json.dump({"overrides": args.set, "rows": rows, "table": table}, f,
-              indent=2)
-  print(table)
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

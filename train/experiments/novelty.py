@@ -60,9 +60,9 @@ from nbflows.models import base as model_base
 from nbflows.models import protocols
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
-from train import evaluate as evaluate_lib
-from train import sharding
-from train import trainer
+from train.evaluation import evaluate as evaluate_lib
+from train.loop import sharding
+from train.loop import trainer
 
 NOVELTY_FILE = "novelty.json"
 SCORES_FILE = "scores.npz"
@@ -366,43 +366,3 @@ def _json_default(value: Any) -> Any:
   if isinstance(value, np.generic):
     return value.item()
   raise TypeError(f"cannot write {type(value).__name__} {value!r} to JSON")
-
-
-if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from train import compare  # pylint: disable=g-import-not-at-top
-  from train import report  # pylint: disable=g-import-not-at-top
-
-  config_flags.DEFINE_config_file(
-      "config", None, "A novelty config, e.g. "
-      "configs/novelty_ncl_contrastive_digits.py (or ...:quick).",
-      lock_config=True)
-  flags.DEFINE_list("configs", None, "Instead of --config: several novelty "
-                    "configs of one dataset, run side by side class by class "
-                    "(`run_side_by_side`), each in <workdir>/<config name>.")
-  flags.DEFINE_string("workdir", None, "Directory for novelty.json and the "
-                      "per-class runs.")
-  flags.DEFINE_list("classes", None, "Normal classes to run, e.g. 0,1,2 "
-                    "(default: all).")
-  flags.mark_flags_as_required(["workdir"])
-
-  def main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config, specs = flags.FLAGS.config, flags.FLAGS.configs
-    if (config is None) == (not specs):
-      raise app.UsageError("expected --config or --configs, not both")
-    if config is not None:
-      print(format_table(run_novelty(config, flags.FLAGS.workdir,
-                                     flags.FLAGS.classes)))
-      return
-    runs = {os.path.join(flags.FLAGS.workdir, os.path.splitext(
-        os.path.basename(spec.partition(":")[0]))[0]): compare.load_config(
-            spec) for spec in specs}
-    results = run_side_by_side(runs, flags.FLAGS.classes)
-    print(report.novelty_table({os.path.basename(workdir): result
-                                for workdir, result in results.items()}))
-
-  app.run(main)

@@ -40,19 +40,17 @@ from __future__ import annotations
 import glob
 import json
 import os
-import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from absl import app
-from absl import flags
 import ml_collections
 import numpy as np
 
 from configs import paper1
-from train import compare
+from train.experiments import compare
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 ROWS = ("rnvp", "ccrnvp", "ncl", "nct", "nct_kmeans", "kde")
 NAMES = {"rnvp": "RNVP", "ccrnvp": "CC-RNVP", "ncl": "NCL", "nct": "NCT",
          "nct_kmeans": "NCT (k-means)", "kde": "KDE"}
@@ -393,42 +391,3 @@ def report_markdown(tables: Mapping[str, Sequence[Mapping[str, Any]]],
   lines += ["![bits/dim and Frechet distance per model](report.png)", "",
             f"Wall time of the report: {wall_times['total']:.0f} s.", ""]
   return "\n".join(lines)
-
-
-def define_flags() -> None:
-  """The command line's flags (defined only when run as a program)."""
-  flags.DEFINE_string("workdir_root", None, "Runs go to <workdir_root>/"
-                      "<dataset>/<row>/seed_<s>; report.md/.json/.png to "
-                      "<workdir_root>.")
-  flags.DEFINE_list("datasets", ["digits", "mnist5k"], "Datasets, e.g. "
-                    "digits,mnist5k.")
-  flags.DEFINE_list("rows", list(ROWS), f"Rows, from {', '.join(ROWS)}.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "config.seed of each row's "
-                    "runs; cells are mean +- sd over them. Empty: one run "
-                    "per row with the config's seed, in <dataset>/<row>.")
-  flags.DEFINE_list("marginal_bias", ["digits"], "Datasets on which NCT "
-                    "also measures its sampled marginal (M = 100) against "
-                    "the exact one over all training neighbourhoods.")
-  flags.DEFINE_multi_string("set", [], "An override field=value applied to "
-                            "every run, e.g. num_train_steps=200.")
-  flags.DEFINE_bool("quick", False, "Smoke test: the configs' quick "
-                    "versions.")
-  flags.mark_flags_as_required(["workdir_root"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  args = flags.FLAGS
-  seeds = [int(seed) for seed in args.seeds] or None
-  results = report(args.workdir_root, args.datasets, args.rows, args.set,
-                   args.quick, " ".join(["python -m train.report"] +
-                                        sys.argv[1:]), seeds,
-                   args.marginal_bias)
-  print(results["markdown"])
-  print(f"wall time: {results['wall_time_s']['total']:.0f} s")
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from typing import List, Sequence
+from typing import List
 
 import jax
 import orbax.checkpoint as ocp
@@ -27,8 +26,8 @@ from nbflows import checkpoint_loading
 from nbflows.models import protocols
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
-from train import checkpoint as checkpoint_lib
-from train import state as state_lib
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import state as state_lib
 
 OLD_LOOP_ITEM = "loop"
 
@@ -99,15 +98,3 @@ def convert(workdir: str) -> List[str]:
     os.rename(directory + ".converted", directory)
     shutil.rmtree(directory + ".old")
   return converted
-
-
-def main(argv: Sequence[str]) -> None:
-  """`python -m train.convert_checkpoint WORKDIR`."""
-  if len(argv) != 2:
-    raise SystemExit(f"usage: {checkpoint_format.CONVERT_COMMAND} WORKDIR")
-  for path in convert(argv[1]):
-    print(f"converted {path}")
-
-
-if __name__ == "__main__":
-  main(sys.argv)

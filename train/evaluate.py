@@ -1,0 +1,38 @@
+r"""Evaluates the best checkpoint of a finished run: writes eval.json.
+
+  python -m train.evaluate --config configs/ncl_digits.py --workdir DIR \
+      --metrics bpd,marginal_bpd,fd,prd
+
+The command line of `train.evaluation.evaluate.evaluate`, which says what
+eval.json holds.
+"""
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from train.evaluation import evaluate
+from train.evaluation import requested_metrics
+
+
+def define_flags() -> None:
+  """The command line's flags (defined only when run as a program)."""
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file, e.g. configs/default.py:quick.",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None, "The training run's directory.")
+  flags.DEFINE_list("metrics", None, "Metrics to evaluate, from "
+                    f"{', '.join(requested_metrics.METRICS)} (default: "
+                    "config.eval.metrics, "
+                    "else the model family's default).")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  evaluate.evaluate(flags.FLAGS.config, flags.FLAGS.workdir,
+                    flags.FLAGS.metrics)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
