@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from nbflows.bijectors import couplers
-from train import benchmark
-from train import benchmark_flows
-from train import benchmark_index
-from train import benchmark_models
+from train.benchmarks import flows as benchmark_flows
+from train.benchmarks import jobs as benchmark
+from train.benchmarks import knn as benchmark_index
+from train.benchmarks import peer_models as benchmark_models
 
 
 def run(capsys, *argv):

@@ -14,10 +14,10 @@ from configs import default
 from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_loading
 from nbflows.models import registry
-from train import checkpoint as checkpoint_lib
-from train import sharding
-from train import state as state_lib
-from train import trainer
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import sharding
+from train.loop import state as state_lib
+from train.loop import trainer
 from tiny_flow import tiny_model
 
 

@@ -19,9 +19,9 @@ from test_checkpoint import abstract_of
 from test_checkpoint import assert_trees_equal
 from test_checkpoint import registry_state
 from test_checkpoint import toy_config
-from train import checkpoint as checkpoint_lib
-from train import fitting
-from train import trainer
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import fitting
+from train.loop import trainer
 
 
 def items(workdir, which, step):

@@ -13,7 +13,7 @@ import pytest
 from configs import default
 from nbflows import checkpoint_loading
 from nbflows.models import base as model_base
-from train import trainer
+from train.loop import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = {"test_bpd", "num_params", "model", "dataset", "num_train_steps",

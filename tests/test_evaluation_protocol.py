@@ -13,8 +13,8 @@ from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
-from train import evaluate
-from train import sharding
+from train.evaluation import evaluate
+from train.loop import sharding
 
 
 @pytest.fixture(scope="module")

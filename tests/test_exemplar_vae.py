@@ -297,7 +297,7 @@ def test_invalid_settings_raise(images):
 
 
 def test_augmentation_loss_is_eq_16():
-  from train import augment  # pylint: disable=g-import-not-at-top
+  from train.experiments import augment  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   real, synthetic = rng.normal(size=(2, 4, 3))
   labels = np.array([0, 2, 1, 2])

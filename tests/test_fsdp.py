@@ -8,13 +8,15 @@ from __future__ import annotations
 import textwrap
 
 import test_sharding
-from train import sharding
+from train.loop import sharding
 
 EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from configs import default
     from nbflows.models import registry
-    from train import sharding, state as state_lib, trainer
+    from train.loop import sharding
+    from train.loop import state as state_lib
+    from train.loop import trainer
 
     assert jax.device_count() == 8, jax.devices()
     config = default.get_config("quick")

@@ -20,8 +20,8 @@ from nbflows.data import pipeline
 from nbflows.models import kde
 from nbflows.models import protocols
 from test_entry_points import run_module
-from train import evaluate
-from train import fitting
+from train.evaluation import evaluate
+from train.loop import fitting
 
 
 def scipy_kde_log_prob(x, centres, sigma):

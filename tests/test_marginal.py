@@ -16,7 +16,7 @@ from configs import nct_digits
 from nbflows import marginal
 from nbflows.data import sources
 from nbflows.models import registry
-from train import requested_metrics
+from train.evaluation import requested_metrics
 
 EVENT = (8, 8, 1)
 NUM_TRAIN, K, NUM_ROWS, B = 10, 3, 8, 5

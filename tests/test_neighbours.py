@@ -11,8 +11,8 @@ from configs import default
 from nbflows.data import sources
 from nbflows.neighbours import index as index_lib
 from nbflows.neighbours import kmeans, knn, pca
-from train import benchmark_index
-from train.benchmark_index import synthetic_images
+from train.benchmarks import knn as benchmark_index
+from train.benchmarks.knn import synthetic_images
 
 RNG = np.random.default_rng(0)
 

@@ -20,7 +20,7 @@ from nbflows.data import sources
 from nbflows.models import registry
 from nbflows.neighbours import index as index_lib
 from nbflows.neighbours import pca as pca_lib
-from train import novelty
+from train.experiments import novelty
 
 
 @pytest.fixture(scope="module")

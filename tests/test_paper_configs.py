@@ -16,8 +16,8 @@ from configs import paper1
 from nbflows.data import sources
 from nbflows.models import base as model_base
 from nbflows.models import registry
-from train import state as state_lib
-from train import trainer
+from train.loop import state as state_lib
+from train.loop import trainer
 
 DATASET_OF = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
               "svhn": "svhn_cropped", "cifar10": "cifar10",

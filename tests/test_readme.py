@@ -185,7 +185,7 @@ def check_python_snippets(root: str, workdir: str, monkeypatch) -> None:
   """README's python blocks run in root; log_p agrees with eval.json."""
   from nbflows import checkpoint_loading
   from nbflows.data import pipeline
-  from train import evaluate
+  from train.evaluation import evaluate
   model, _, config = checkpoint_loading.load_checkpoint(workdir)
   splits, index = evaluate.load_data(config, model)
   test = next(pipeline.eval_iterator(splits, index, "test",

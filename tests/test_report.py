@@ -23,10 +23,10 @@ from nbflows.data import sources
 from nbflows.metrics import feature_net
 from nbflows.metrics import frechet
 from nbflows.models import registry
-from train import compare
-from train import report
-from train import requested_metrics
-from train import sample_quality
+from train.evaluation import requested_metrics
+from train.evaluation import sample_quality
+from train.experiments import compare
+from train.experiments import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITY_KEYS = {"frechet_distance", "prd_f8", "prd_f1_8",

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from train import report
+from train.experiments import report
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_targeted_samples_resemble_their_neighbourhood():
 
 
 def test_sample_grid_rows_are_a_neighbourhood_then_its_samples():
-  from train import evaluate    # pylint: disable=g-import-not-at-top
+  from train.evaluation import evaluate    # pylint: disable=g-import-not-at-top
   model, params, images, rows = setup()
   neighbourhoods = images[rows].astype(np.float32) + 0.5      # [6, K, ...]
   grid = evaluate.draw_samples(model, params, jax.random.key(3), 12,

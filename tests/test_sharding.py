@@ -16,7 +16,10 @@ EIGHT_DEVICE_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from configs import default
     from nbflows.models import registry
-    from train import evaluate, sharding, state as state_lib, trainer
+    from train.evaluation import evaluate
+    from train.loop import sharding
+    from train.loop import state as state_lib
+    from train.loop import trainer
 
     assert jax.device_count() == 8, jax.devices()
     config = default.get_config("quick")
@@ -112,7 +115,10 @@ TWO_PROCESS_SCRIPT = textwrap.dedent("""
     from configs import default
     from nbflows.data import sources
     from tiny_flow import tiny_model
-    from train import checkpoint, sharding, state as state_lib, trainer
+    from train.loop import checkpoint
+    from train.loop import sharding
+    from train.loop import state as state_lib
+    from train.loop import trainer
 
     assert jax.process_count() == 2 and jax.device_count() == 2
     config = default.get_config("quick")

@@ -26,7 +26,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from nbflows.data import sources
-from train import trainer
+from train.loop import trainer
 from test_entry_points import run_module
 
 # The real datasets' features (TFDS 4.9.10's registered builders): image

@@ -19,8 +19,8 @@ from nbflows import checkpoint_loading
 from nbflows.data import pipeline
 from nbflows.models import protocols
 from nbflows.models import registry
-from train import evaluate
-from train import trainer
+from train.evaluation import evaluate
+from train.loop import trainer
 import toy_model
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from configs import default
 from tiny_flow import tiny_model
-from train import sharding
-from train import state as state_lib
-from train import trainer
+from train.loop import sharding
+from train.loop import state as state_lib
+from train.loop import trainer
 
 
 def tiny_config(**overrides):
@@ -166,7 +166,7 @@ def read_metrics(workdir):
 
 
 def final_params(workdir):
-  from train import checkpoint as checkpoint_lib
+  from train.loop import checkpoint as checkpoint_lib
   ckpt = checkpoint_lib.Checkpointer(workdir, read_only=True)
   step = ckpt.latest_step()
   mesh = sharding.make_mesh(jax.devices()[:1])
@@ -290,7 +290,7 @@ def test_a_nan_batch_is_skipped_and_a_nan_run_stops(tmp_path, monkeypatch):
 
 
 def test_early_stopping_keeps_and_evaluates_the_best(tmp_path, monkeypatch):
-  from train import evaluate as evaluate_lib
+  from train.evaluation import evaluate as evaluate_lib
   # Validation bits/dim of the four validations; the fifth call of
   # evaluate_split is the test evaluation, left as it is.
   validation_bpd = iter([3.0, 2.0, 2.5, 2.6])

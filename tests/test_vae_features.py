@@ -12,7 +12,7 @@ from nbflows import checkpoint_loading
 from nbflows.data import sources
 from nbflows.neighbours import index as index_lib
 from nbflows.neighbours import vae_features
-from train import trainer
+from train.loop import trainer
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,21 @@
-"""Training and evaluation of nbflows models.
+"""Training, evaluation, experiments and benchmarks of nbflows models.
 
-  trainer            train_and_evaluate(config, workdir): the training loop
-  evaluate           test evaluation of a run's best checkpoint -> eval.json
-  requested_metrics  which metrics eval.json holds, and their values
-  sample_quality     Frechet distance and PRD on an offline classifier
-  fitting            models fitted in closed form, not trained (the KDE)
-  state              TrainState and the optimizer
-  checkpoint         orbax checkpoints (latest N + best) and the saved config
-  sharding           the ("data",) device mesh and batch sharding
-  metric_writer      metrics.jsonl and TensorBoard summaries
-  main               python -m train.main --config ... --workdir ...
-  benchmark          python -m train.benchmark ...: speed benchmarks
+train/ builds on the library (nbflows/ never imports it). Its rooms:
+
+  loop/         the training loop: trainer (train_and_evaluate), state
+                (TrainState, optimizer), checkpoint (orbax items on top of
+                nbflows.checkpoint), checkpoint_conversion, sharding,
+                metric_writer, fitting (closed-form models: the KDE)
+  evaluation/   evaluate (split means, samples, eval.json), requested_metrics
+                (which metrics eval.json holds), sample_quality (Frechet
+                distance, PRD)
+  experiments/  compare (several configs, one table), report (the README's
+                tables), novelty (paper 1, Sec. 3.2), augment (paper 3,
+                eq. 16)
+  benchmarks/   jobs (the subcommands), flows, peer_models, knn, resume
+
+The entry points stay at the top level, each only its command line:
+`python -m train.main`, `train.evaluate`, `train.compare`, `train.report`,
+`train.novelty`, `train.augment`, `train.benchmark`,
+`train.convert_checkpoint`.
 """

@@ -15,7 +15,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from train import trainer
+from train.loop import trainer
 
 config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/default.py or "

@@ -57,7 +57,7 @@ from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import base as model_base
 from nbflows.models import protocols
-from train import sample_quality
+from train.evaluation import sample_quality
 
 METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "marginal_bias",
            "fd", "prd")

@@ -14,7 +14,7 @@ training point, as the generative process of eq. 4 does.
 
 Example:
   >>> from configs import ncl_digits
-  >>> from train import evaluate
+  >>> from train.evaluation import evaluate
   >>> config = ncl_digits.get_config("quick")
   >>> # after training into DIR (python -m train.main ... --workdir DIR):
   >>> evaluate.evaluate(config, "DIR", "fd,prd")  # doctest: +SKIP

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nbflows.distributions import gaussian
-from train import benchmark_models as models
+from train.benchmarks import peer_models as models
 
 PEER_DIR = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
-    "shared", "bench"))
+    os.pardir, "shared", "bench"))
 
 
 def time_calls(call: Callable[[], Any], steps: int) -> Tuple[List[float],
@@ -181,9 +181,9 @@ def _config_target(args: argparse.Namespace):
 def train_model_job(args: argparse.Namespace) -> Dict[str, Any]:
   """Training throughput and peak memory of a library model (trainer step)."""
   # pylint: disable=g-import-not-at-top
-  from train import sharding
-  from train import state as state_lib
-  from train import trainer
+  from train.loop import sharding
+  from train.loop import state as state_lib
+  from train.loop import trainer
   model, _, batch, config = _config_target(args)
   optimizer = state_lib.make_optimizer(config.optimizer,
                                        config.num_train_steps)

@@ -19,7 +19,7 @@ validation_points)`` method) to `fit_and_evaluate`, which
 
 Example:
   >>> from configs import kde_digits
-  >>> from train import trainer
+  >>> from train.loop import trainer
   >>> results = trainer.train_and_evaluate(  # doctest: +SKIP
   ...     kde_digits.get_config(), "/tmp/kde_digits")
   >>> results["test_bpd"]  # doctest: +SKIP
@@ -37,10 +37,10 @@ from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
-from train import checkpoint as checkpoint_lib
-from train import evaluate as evaluate_lib
-from train import metric_writer
-from train import sharding
+from train.evaluation import evaluate as evaluate_lib
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import metric_writer
+from train.loop import sharding
 
 
 def validation_points(splits: sources.Splits, batch_size: int) -> np.ndarray:

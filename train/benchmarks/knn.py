@@ -32,7 +32,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from train.benchmark_flows import peak_rss_mb
+from train.benchmarks.flows import peak_rss_mb
 
 PIXEL_STD = 32.0
 

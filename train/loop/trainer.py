@@ -51,12 +51,12 @@ from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
 from nbflows.models import registry
-from train import checkpoint as checkpoint_lib
-from train import evaluate as evaluate_lib
-from train import fitting
-from train import metric_writer
-from train import sharding
-from train import state as state_lib
+from train.evaluation import evaluate as evaluate_lib
+from train.loop import checkpoint as checkpoint_lib
+from train.loop import fitting
+from train.loop import metric_writer
+from train.loop import sharding
+from train.loop import state as state_lib
 
 Array = jax.Array
 Batch = Mapping[str, Array]

@@ -34,8 +34,8 @@ import numpy as np
 import optax
 
 from nbflows.bijectors import combinators
-from nbflows.bijectors import coupling
 from nbflows.bijectors import couplers
+from nbflows.bijectors import coupling
 from nbflows.distributions import gaussian
 from nbflows.models import registry
 

@@ -1,0 +1,229 @@
+"""Speed benchmarks of nbflows' jobs, each one JSON line on stdout.
+
+  python -m train.benchmark knn --n 60000 --d 128 --k 10 --vs-peer
+
+Each subcommand times one job and prints
+`{"job", "value", "unit", ...}`; with `--vs-peer` it also times the same job
+with the peer tool a user would pick instead (the scripts in
+`../shared/bench/`, run in the same invocation, so on the same machine and
+load) and adds `peer_value` and `speedup` (peer time / nbflows time).
+
+Subcommands:
+  knn  exact k nearest neighbours of every row of a random [n, d] float32
+       matrix among the others (the neighbour index build,
+       `nbflows.neighbours.knn.knn`); peer: faiss IndexFlatL2
+       (`faiss_knn.py`, needs `pip install faiss-cpu`, not a requirement of
+       nbflows). Also reports the peak resident memory of the process and,
+       for contrast, the size an N x N float32 distance matrix would take.
+  index    the neighbour index (PCA(99%) + exact kNN) of synthetic uint8
+           images at a dataset's shape (`train.benchmark_index`):
+           seconds per phase, kept dimension, peak RSS.
+  train    training throughput (images/s) of the peer's RealNVP
+           (`--arch conv|mlp`, peer torch_realnvp.py with `--vs-peer`) or of
+           a library model (`--model ncl|nct|rnvp --data digits|mnist5k`,
+           with XLA's temp memory and the peak RSS); compile time apart.
+  logprob  evaluation throughput (jitted log p(x) of a batch).
+  sample   sampling throughput (prior draw and inverse pass of a batch).
+  compile  the conv arch's train-step compile time at 8, 16, 32 couplings,
+           scanned (`--no-scan` to unroll).
+  matmul   the float32 matmul rate that the floors divide by.
+  resume   seconds for the input pipeline to start at a resumed step
+           (`--steps 10 100000`), against the replay it replaced.
+
+  python -m train.benchmark train --arch conv --steps 5 --rounds 3 --vs-peer
+  python -m train.benchmark train --model ncl --data mnist5k
+  python -m train.benchmark compile --arch conv
+  python -m train.benchmark index --dataset-shape 202599,12288
+See PERFORMANCE.md for the figures and what each optimisation changed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from nbflows.bijectors import couplers
+from train.benchmarks import flows as benchmark_flows
+from train.benchmarks import knn as benchmark_index
+from train.benchmarks import peer_models as benchmark_models
+from train.benchmarks import resume as benchmark_resume
+from train.benchmarks.flows import peak_rss_mb
+from train.benchmarks.flows import PEER_DIR
+
+MODELS = ("ncl", "nct", "rnvp")
+DATASETS = ("digits", "mnist5k")
+
+
+def _current_rss_mb() -> float:
+  """Resident set size of this process now, in MiB."""
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def knn_job(args: argparse.Namespace) -> Dict[str, Any]:
+  """Times `nbflows.neighbours.knn.knn` (and faiss-flat with --vs-peer)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from nbflows.neighbours import knn  # pylint: disable=g-import-not-at-top
+  # The same matrix as faiss_knn.py: default_rng(0).standard_normal.
+  x = np.random.default_rng(0).standard_normal((args.n, args.d)).astype(
+      np.float32)
+  rss_before = _current_rss_mb()
+  start, cpu_start = time.perf_counter(), time.process_time()
+  indices, _ = knn.knn(x, args.k, exclude_self=True,
+                       block_size=args.block_size, chunk_size=args.chunk_size,
+                       group_size=args.group_size, progress=args.progress)
+  seconds = time.perf_counter() - start
+  cpu_seconds = time.process_time() - cpu_start
+  result = {
+      "job": "knn", "value": round(seconds, 3), "unit": "s",
+      "n": args.n, "d": args.d, "k": args.k, "block_size": args.block_size,
+      "chunk_size": args.chunk_size, "group_size": args.group_size,
+      "devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
+      "cpu_s": round(cpu_seconds, 3),
+      "rss_before_mb": round(rss_before, 1),
+      "peak_rss_mb": round(peak_rss_mb(), 1),
+      "nxn_matrix_mb": round(4 * args.n**2 / 2**20, 1),
+  }
+  if args.vs_peer:
+    result.update(_faiss_peer(args, indices, seconds))
+  return result
+
+
+def _faiss_peer(args: argparse.Namespace, indices: np.ndarray,
+                seconds: float) -> Dict[str, Any]:
+  """Runs ../shared/bench/faiss_knn.py on the same job in a subprocess."""
+  script = os.path.normpath(os.path.join(PEER_DIR, "faiss_knn.py"))
+  if importlib.util.find_spec("faiss") is None:
+    message = ("faiss is not installed, so there is no peer time; "
+               "`pip install faiss-cpu` to measure it (not an nbflows "
+               "requirement)")
+    print(message, file=sys.stderr)
+    return {"peer": "faiss-flat", "peer_value": None, "speedup": None,
+            "peer_error": message}
+  if not os.path.exists(script):
+    raise FileNotFoundError(f"peer script {script} not found")
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "faiss_indices.npy")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    completed = subprocess.run(
+        [sys.executable, script, "--n", str(args.n), "--d", str(args.d),
+         "--k", str(args.k), "--out", out],
+        check=True, capture_output=True, text=True)
+    peer = json.loads(completed.stdout.strip().splitlines()[-1])
+    peer_indices = np.load(out)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peer_cpu = (after.ru_utime + after.ru_stime
+                - children.ru_utime - children.ru_stime)
+  # Neighbour sets agree up to ties: fraction of rows with the same set.
+  same = np.mean([set(a) == set(b) for a, b in zip(indices, peer_indices)])
+  return {"peer": "faiss-flat", "peer_value": round(peer["seconds"], 3),
+          "peer_threads": peer.get("threads"),
+          "peer_process_cpu_s": round(peer_cpu, 3),
+          "speedup": round(peer["seconds"] / seconds, 3),
+          "rows_agreeing_with_peer": round(float(same), 5)}
+
+
+def _conv_impl_arg(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--conv-impl", choices=couplers.CONV_IMPLS,
+                      default="xla", help="the conv arch's ConvCoupler."
+                      "conv_impl (checked against xla's on the same params)")
+
+
+def _flow_target_args(parser: argparse.ArgumentParser, steps: int) -> None:
+  """The options that pick what a flow job runs: an arch or a config model."""
+  parser.add_argument("--arch", choices=benchmark_models.ARCHS,
+                      default="conv",
+                      help="the peer's RealNVP (../shared/bench/"
+                      "torch_realnvp.py); ignored with --model")
+  parser.add_argument("--layers", type=int, default=8,
+                      help="couplings of the arch")
+  parser.add_argument("--scan", action="store_true",
+                      help="stack pairs of couplings with nn.scan")
+  _conv_impl_arg(parser)
+  parser.add_argument("--model", choices=MODELS, default=None,
+                      help="a library model from configs/{model}_{data}.py")
+  parser.add_argument("--data", choices=DATASETS, default="digits")
+  parser.add_argument("--quick", action="store_true",
+                      help="the config's quick (tiny) variant")
+  parser.add_argument("--batch", type=int, default=0,
+                      help="batch size; 0: the peer's or the config's")
+  parser.add_argument("--steps", type=int, default=steps,
+                      help="timed calls (per round for train)")
+  parser.add_argument("--warmup", type=int, default=2,
+                      help="untimed calls after compiling")
+
+
+def _train_job(args: argparse.Namespace) -> Dict[str, Any]:
+  if args.model:
+    return benchmark_flows.train_model_job(args)
+  return benchmark_flows.train_arch_job(args)
+
+
+def _add_flow_jobs(jobs) -> None:
+  """Subcommands train, logprob, sample, compile and matmul."""
+  train = jobs.add_parser("train", help="training throughput (images/s)")
+  _flow_target_args(train, steps=10)
+  train.add_argument("--rounds", type=int, default=1,
+                     help="blocks of --steps, each after one peer run")
+  train.add_argument("--vs-peer", action="store_true",
+                     help="also run torch_realnvp.py (--arch only)")
+  train.set_defaults(run=_train_job)
+  for name, run in (("logprob", benchmark_flows.logprob_job),
+                    ("sample", benchmark_flows.sample_job)):
+    parser = jobs.add_parser(name, help=f"{name} throughput (images/s)")
+    _flow_target_args(parser, steps=10)
+    parser.set_defaults(run=run)
+  compile_parser = jobs.add_parser(
+      "compile", help="train-step compile time against depth")
+  compile_parser.add_argument("--arch", choices=benchmark_models.ARCHS,
+                              default="conv")
+  compile_parser.add_argument("--depths", type=int, nargs="+",
+                              default=[8, 16, 32])
+  compile_parser.add_argument("--no-scan", dest="scan", action="store_false",
+                              help="unroll the couplings instead")
+  compile_parser.add_argument("--batch", type=int, default=0)
+  _conv_impl_arg(compile_parser)
+  compile_parser.set_defaults(run=benchmark_flows.compile_job)
+  matmul = jobs.add_parser("matmul", help="float32 matmul rate (GFLOP/s)")
+  matmul.add_argument("--n", type=int, default=1024)
+  matmul.add_argument("--steps", type=int, default=10)
+  matmul.set_defaults(run=benchmark_flows.matmul_job)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+  """Parses the subcommand and prints its one JSON line."""
+  parser = argparse.ArgumentParser(
+      prog="python -m train.benchmark", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  jobs = parser.add_subparsers(dest="job", required=True)
+
+  knn_parser = jobs.add_parser("knn", help="exact kNN of an [n, d] matrix")
+  knn_parser.add_argument("--n", type=int, default=60000)
+  knn_parser.add_argument("--d", type=int, default=128)
+  knn_parser.add_argument("--k", type=int, default=10)
+  knn_parser.add_argument("--block-size", type=int, default=256,
+                          help="queries per block and device")
+  knn_parser.add_argument("--chunk-size", type=int, default=2048,
+                          help="database points per matrix product")
+  knn_parser.add_argument("--group-size", type=int, default=16,
+                          help="database points per group in stage 1")
+  knn_parser.add_argument("--progress", action="store_true",
+                          help="show the progress bar on stderr")
+  knn_parser.add_argument("--vs-peer", action="store_true",
+                          help="also time faiss-flat on the same job")
+  knn_parser.set_defaults(run=knn_job)
+  benchmark_index.add_index_job(jobs)
+  _add_flow_jobs(jobs)
+  benchmark_resume.add_resume_job(jobs)
+
+  args = parser.parse_args(argv)
+  print(json.dumps(args.run(args)), flush=True)
