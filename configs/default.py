@@ -27,8 +27,9 @@ def get_config(arg=None):
   config.keep_checkpoints = 2
   config.early_stopping_patience = 4  # evaluations without validation gain
   config.num_sample_images = 64
-  # Added by the trainer (train/trainer.py): a step whose loss or gradient is
-  # NaN/inf is skipped; this many skipped steps in a row stop the run.
+  # Added by the trainer (train/loop/trainer.py): a step whose loss or
+  # gradient is NaN/inf is skipped; this many skipped steps in a row stop the
+  # run.
   config.max_consecutive_nonfinite_steps = 10
 
   config.optimizer = ml_collections.ConfigDict()
@@ -79,8 +80,9 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict()
   config.eval.marginal_neighbourhoods = 100  # M of App. B.3
   config.eval.exact_marginal = False  # eq. 4 over all N neighbourhoods (NCT)
-  config.eval.metrics = ""      # e.g. "bpd,marginal_bpd,fd,prd"; "" = the
-                                # family's (train.requested_metrics.METRICS)
+  # e.g. "bpd,marginal_bpd,fd,prd" (names: train.evaluation.
+  # requested_metrics.METRICS); "" = the model's default_metrics
+  config.eval.metrics = ""
   config.eval.num_samples = 2000        # samples for "fd" and "prd"
   config.eval.feature_net_steps = 2000  # the offline classifier's training
   config.eval.prd_runs = 10             # k-means clusterings PRD averages

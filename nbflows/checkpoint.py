@@ -15,7 +15,7 @@ subdirectory, readable without the others:
   params      the model's parameters (a pytree of arrays)
   step        JSON: the number of training batches the parameters have seen
 
-The library owns these two; `train.checkpoint` writes its own items beside
+The library owns these two; `train.loop.checkpoint` writes its own items beside
 them (the optimizer state, the RNG and the loop bookkeeping), which loading a
 model never reads. Checkpoints written before this layout hold one item,
 "state" (the whole training state); reading them raises a `ValueError` that

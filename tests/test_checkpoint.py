@@ -1,4 +1,4 @@
-"""Tests of train.checkpoint, nbflows.checkpoint and nbflows.load_checkpoint."""
+"""Tests of train.loop.checkpoint, nbflows.checkpoint and load_checkpoint."""
 from __future__ import annotations
 
 import os

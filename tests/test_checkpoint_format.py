@@ -69,7 +69,7 @@ def test_a_fitted_kde_saves_its_params_and_no_optimizer_state(tmp_path):
 
 def write_old_layout(workdir, config):
   """A run saved before nbflows.checkpoint: items "state" and "loop" at
-  steps 5 and 7 (the best), as train.checkpoint wrote them."""
+  steps 5 and 7 (the best), as train.loop.checkpoint wrote them."""
   _, state, batch = registry_state(config)
   checkpoint_format.save_config(config, workdir)
   for which, steps in (("latest", (5, 7)), ("best", (7,))):

@@ -1,7 +1,7 @@
 """Adding a model takes one module (tests/toy_model.py) and one registry line.
 
 The diagonal Gaussian of tests/toy_model.py, registered by one line, is
-trained by `train.trainer`, evaluated by `train.evaluate` and loaded by
+trained by `train.loop.trainer`, evaluated by `train.evaluate` and loaded by
 `nbflows.checkpoint_loading.load_checkpoint` with no other change; its
 eval.json test bits/dim is its own log_prob on the test split.
 """

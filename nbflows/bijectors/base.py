@@ -16,7 +16,6 @@ conditioning argument, so the conditioner closes over ``cond``) and returns its
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn

@@ -220,7 +220,7 @@ class DensityModel(TrainableModel):
 
   def default_metrics(self, images: bool) -> Tuple[str, ...]:
     """bpd, with marginal_bpd, fd and prd on images and log_likelihood on
-    vectors (`train.requested_metrics`)."""
+    vectors (`train.evaluation.requested_metrics`)."""
     if images:
       return ("bpd", "marginal_bpd", "fd", "prd")
     return ("bpd", "log_likelihood")

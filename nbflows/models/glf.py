@@ -149,7 +149,7 @@ class GLFModel(base.TrainableModel):
     self.selection_metric = "loss" if objective == "vae" else "reconstruction"
 
   def default_metrics(self, images: bool) -> Tuple[str, ...]:
-    """fd on images, none on vectors (`train.requested_metrics`)."""
+    """fd on images, none on vectors (`train.evaluation.requested_metrics`)."""
     return ("fd",) if images else ()
 
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:

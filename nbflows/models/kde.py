@@ -324,7 +324,7 @@ def build_kde(config: ml_collections.ConfigDict) -> KernelDensityModel:
 
   Its params come from `model.fit(key, train, validation)`, not from
   gradient steps; `python -m train.main --config configs/kde_digits.py`
-  fits it on the whole training split (`train.fitting`).
+  fits it on the whole training split (`train.loop.fitting`).
   """
   info = sources.dataset_info(config.dataset)
   return KernelDensityModel(info.event_shape, name=config.model,

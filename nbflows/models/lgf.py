@@ -77,7 +77,10 @@ class LGFModel(base.BijectiveModel):
     self.sample_chunk = sample_chunk
 
   def default_metrics(self, images: bool) -> Tuple[str, ...]:
-    """log_likelihood, with fd and prd on images (`train.requested_metrics`)."""
+    """log_likelihood, with fd and prd on images.
+
+    The names are `train.evaluation.requested_metrics`'.
+    """
     return ("log_likelihood", "fd", "prd") if images else ("log_likelihood",)
 
   def elbo(self, params: Params, x: Array, key: Array) -> Array:

@@ -55,8 +55,8 @@ class Trainable(Protocol):
   Units and shapes as in `nbflows.models.base`. `selection_metric` names
   the per-example eval metric (lower is better) that picks the best
   checkpoint; `default_metrics(images)` the eval.json metrics
-  (`train.requested_metrics.METRICS`) the model reports when none are asked
-  for, `images` saying whether the data are discrete images.
+  (`train.evaluation.requested_metrics.METRICS`) the model reports when
+  none are asked for, `images` saying whether the data are discrete images.
   """
   name: str
   event_shape: Tuple[int, ...]
@@ -117,7 +117,7 @@ class Bijective(Protocol):
 class Fitted(Protocol):
   """Fitted to the data in closed form instead of trained.
 
-  `train.fitting` calls `fit(key, train_images, validation_points)`, which
+  `train.loop.fitting` calls `fit(key, train_images, validation_points)`, which
   returns (params, fit) with `fit.sigma` and `fit.validation_log_prob` [G]
   (the KDE of paper 1, eq. 2: every training image a centre, the bandwidth
   chosen on validation).

@@ -303,7 +303,7 @@ class VAEModel(base.TrainableModel):
     return {"iwae_samples": self.iwae_samples}
 
   def default_metrics(self, images: bool) -> Tuple[str, ...]:
-    """iwae, with fd on images (`train.requested_metrics`)."""
+    """iwae, with fd on images (`train.evaluation.requested_metrics`)."""
     return ("iwae", "fd") if images else ("iwae",)
 
   # ------------------------------------------------------------ functions

@@ -16,7 +16,7 @@ Subcommands:
        nbflows). Also reports the peak resident memory of the process and,
        for contrast, the size an N x N float32 distance matrix would take.
   index    the neighbour index (PCA(99%) + exact kNN) of synthetic uint8
-           images at a dataset's shape (`train.benchmark_index`):
+           images at a dataset's shape (`train.benchmarks.knn`):
            seconds per phase, kept dimension, peak RSS.
   train    training throughput (images/s) of the peer's RealNVP
            (`--arch conv|mlp`, peer torch_realnvp.py with `--vs-peer`) or of

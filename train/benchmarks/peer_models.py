@@ -17,7 +17,7 @@ Two kinds:
     those never receive a gradient, so both train the same function of x
     (90,688 against 115,328 parameters per coupler, 21% fewer FLOPs).
   * the library's own models from `configs/` (`config_model`), trained by
-    `train.trainer.make_train_step`, on random batches in data units of the
+    `train.loop.trainer.make_train_step`, on random batches in data units of the
     dataset's shape (throughput does not depend on the pixel values).
 """
 from __future__ import annotations

@@ -19,8 +19,8 @@ test label is used, as paper 1 App. B.2 does) and test_bpd_label_free (the
 same points with neighbourhoods searched among all training images,
 `label_free_results`); and the entries of each requested metric (bpd,
 iwae, log_likelihood, marginal_bpd, marginal_bias, fd, prd), described and
-computed in `train.requested_metrics` (Frechet distance and PRD on an
-offline classifier's features in `train.sample_quality`).
+computed in `train.evaluation.requested_metrics` (Frechet distance and PRD on an
+offline classifier's features in `train.evaluation.sample_quality`).
 `config.eval.metrics` ("" = the model family's set) or `--metrics` choose
 them.
 """

@@ -1,7 +1,7 @@
 """The metrics a test report holds beyond the test means, and their values.
 
-`train.evaluate.write_test_report` writes eval.json with, per requested
-metric (`METRICS`):
+`train.evaluation.evaluate.write_test_report` writes eval.json with, per
+requested metric (`METRICS`):
 
   * "bpd", "iwae": the model's own test_bpd / test_iwae (the VAEs add
     `iwae_samples`, S of the bound);
@@ -32,7 +32,7 @@ metric (`METRICS`):
     split, on the features of the offline classifier of
     `nbflows.metrics.feature_net` (not Inception's: not an FID), named in
     sample_quality_features; sample_quality_samples counts the finite
-    samples used (`train.sample_quality`).
+    samples used (`train.evaluation.sample_quality`).
 
 `config.eval.metrics` ("" = `default_metrics`, the model family's set) or
 `--metrics` choose them (`chosen_metrics`); `requested_results` computes
@@ -215,7 +215,7 @@ def requested_results(model: protocols.Trainable, params: Any,
 
   Args:
     values: the test split's per-example metrics
-      (`train.evaluate.split_values`).
+      (`train.evaluation.evaluate.split_values`).
     metrics: from `chosen_metrics`.
   """
   results: Dict[str, Any] = {}

@@ -7,7 +7,7 @@ r"""Trains several configs under the same settings and prints one table.
 
 Every config gets the same `--set` overrides (so RNVP, CC-RNVP, NCL and NCT
 train for the same steps with the same flow), is trained and evaluated by
-`train.trainer.train_and_evaluate` in ``<workdir_root>/<config name>``
+`train.loop.trainer.train_and_evaluate` in ``<workdir_root>/<config name>``
 (rerunning resumes or reuses a finished run) with the test metrics
 "bpd,marginal_bpd" of `train.evaluate`: the marginal likelihood of eq. 4 on
 the same dequantised test points as the conditional bits/dim

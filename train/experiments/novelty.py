@@ -9,7 +9,7 @@ For every chosen class c (after Perera et al. 2019, as in the paper):
      among the class-c training images (the detector never sees a test label:
      configs must set `neighbours.same_class=False`, which only matters for
      test points, since every training point is of class c);
-  3. train the model on them (`train.trainer.train`: early stopping on the
+  3. train the model on them (`train.loop.trainer.train`: early stopping on the
      class-c validation examples), in `workdir/class_{c}`;
   4. score every test example by log p(x | N(x)) (log p(x) for models without
      a condition), in nats, with the best checkpoint by validation bits/dim;

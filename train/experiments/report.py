@@ -7,8 +7,8 @@ For every dataset, row (`ROWS`: RNVP, CC-RNVP, NCL, NCT, k-means NCT, KDE)
 and seed s the run in ``<workdir_root>/<dataset>/<row>/seed_<s>``
 (config.seed = s; without seeds, the config's own seed in
 ``<workdir_root>/<dataset>/<row>``) is trained and tested by
-`train.compare.run_config` (rerunning resumes or reuses finished runs) with
-the test metrics `REPORT_METRICS` of `train.evaluate`: conditional bits/dim
+`train.experiments.compare.run_config` (rerunning resumes or reuses
+finished runs) with the test metrics `REPORT_METRICS` of `train.evaluate`: conditional bits/dim
 (with the paper's same-class test neighbourhoods, App. B.2, and label-free
 ones), marginal bits/dim (paper 1, eq. 4, the estimator named), and the
 Frechet distance and PRD (F_8 recall-like, F_1/8 precision-like) of

@@ -8,7 +8,7 @@ resuming it, raises a `ValueError` naming this command:
 
 which restores every step of checkpoints/ and best/ into the `TrainState`
 the saved config.json builds and saves it again as the items of
-`train.checkpoint` (params, step, opt_state, trainer, loop), bit for bit. A
+`train.loop.checkpoint` (params, step, opt_state, trainer, loop), bit for bit. A
 fitted model's (the KDE's) optimizer state, which it never used, is dropped.
 Each directory is written beside the old one and swapped in when complete.
 """

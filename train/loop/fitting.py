@@ -2,8 +2,8 @@
 
 The kernel density estimate of paper 1 (eq. 2, `nbflows.models.kde`) has no
 loss to descend: its centres are the whole training split and its bandwidth
-is the candidate with the highest validation log-likelihood. `train.trainer`
-hands any model offering `protocols.Fitted` (a ``fit(key, train_images,
+is the candidate with the highest validation log-likelihood.
+`train.loop.trainer` hands any model offering `protocols.Fitted` (a ``fit(key, train_images,
 validation_points)`` method) to `fit_and_evaluate`, which
 
   1. fits it on ``splits.train.images`` (every training image, not a batch)
