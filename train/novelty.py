@@ -2,8 +2,8 @@ r"""One-class novelty detection (paper 1, Sec. 3.2, Table 4), one command.
 
   python -m train.novelty --config configs/novelty_ncl_contrastive_mnist5k.py \
       --workdir /tmp/novelty_nclc --classes 0,1,2
-  python -m train.novelty --configs configs/novelty_rnvp_mnist5k.py,\
-configs/novelty_ncl_contrastive_mnist5k.py --workdir DIR
+  python -m train.novelty --workdir DIR \
+      --configs configs/novelty_rnvp_digits.py,configs/novelty_ncl_digits.py
 
 The command line of `train.experiments.novelty` (`run_novelty` for one
 config, `run_side_by_side` for several), which says what novelty.json holds.
