@@ -36,17 +36,6 @@ def test_bernoulli_log_prob_by_hand():
   np.testing.assert_allclose(stacked, [[expected], [expected]], rtol=1e-6)
 
 
-def test_diagonal_gaussian_log_prob_matches_scipy():
-  rng = np.random.default_rng(0)
-  z, mean, log_var = rng.normal(size=(3, 2, 4))
-  expected = [stats.multivariate_normal.logpdf(z[b], mean[b],
-                                               np.diag(np.exp(log_var[b])))
-              for b in range(2)]
-  np.testing.assert_allclose(
-      gaussian.diagonal_gaussian_log_prob(z, mean, log_var), expected,
-      rtol=1e-5)
-
-
 def tiny_model(x):
   """A 1-D latent, 2-pixel model: logits = w z + c, prior N(0, 1)."""
   w, c = jnp.array([1.5, -0.5]), jnp.array([0.2, 0.1])
