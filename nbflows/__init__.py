@@ -9,3 +9,4 @@ from nbflows.models import BijectiveModel, DensityModel, FlowModel, TrainableMod
 from nbflows.marginal import Neighbourhoods, marginal_bits_per_dim, marginal_log_prob
 from nbflows.sampling import interpolate_neighbourhoods, sample_like, sample_unconditional
 from nbflows.checkpoint_loading import load_checkpoint
+from nbflows.compilation_cache import enable_compilation_cache

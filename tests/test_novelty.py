@@ -144,17 +144,3 @@ def test_side_by_side_runs_every_model_on_a_class_before_the_next(
     novelty.run_side_by_side({
         str(tmp_path / "a"): other,
         str(tmp_path / "b"): runs[str(tmp_path / "rnvp")]})
-
-
-def test_reused_compilations_compile_an_identical_program_once(tmp_path):
-  import jax  # pylint: disable=g-import-not-at-top
-  directory = tmp_path / "cache"
-  with novelty.reused_compilations(str(directory)):
-    # Two closures with the same program, as trainer.train builds per class.
-    jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(np.ones(7, np.float32))
-    entries = set(os.listdir(directory))
-    jax.jit(lambda x: jax.numpy.sin(x) * 3.0)(np.ones(7, np.float32))
-    assert set(os.listdir(directory)) == entries       # served from cache
-    jax.jit(lambda x: jax.numpy.cos(x) * 3.0)(np.ones(7, np.float32))
-    assert len(set(os.listdir(directory)) - entries) == 1  # a new program
-  assert not jax.config.jax_compilation_cache_dir     # restored on exit

@@ -9,6 +9,7 @@ where DIR is a finished `python -m train.main` run of an Exemplar VAE config
 from absl import app
 from absl import flags
 
+from train import runtime
 from train.experiments import augment
 
 
@@ -20,14 +21,16 @@ def define_flags() -> None:
   flags.DEFINE_bool("compare", True, "Also train with lambda = 1.")
   flags.DEFINE_list("hidden", ["1024", "1024"], "MLP hidden widths.")
   flags.DEFINE_integer("seed", 0, "Seed of the classifier runs.")
+  runtime.define_flags()
   flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
-  augment.augment(f.workdir, f.weight, f.steps, f.compare,
-                  [int(w) for w in f.hidden], f.seed)
+  with runtime.entry_point(f):
+    augment.augment(f.workdir, f.weight, f.steps, f.compare,
+                    [int(w) for w in f.hidden], f.seed)
 
 
 if __name__ == "__main__":

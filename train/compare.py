@@ -13,6 +13,7 @@ import os
 from absl import app
 from absl import flags
 
+from train import runtime
 from train.experiments import compare
 
 
@@ -31,6 +32,7 @@ def define_flags() -> None:
   flags.DEFINE_string("metrics", compare.COMPARE_METRICS, "Test metrics of "
                       "every run (train.evaluate's names); 'iwae' for VAEs, "
                       "whose table then shows the test IWAE bound.")
+  runtime.define_flags()
   flags.mark_flags_as_required(["configs", "workdir_root"])
 
 
@@ -38,8 +40,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
-  rows = compare.compare(args.configs, args.set, args.workdir_root,
-                         args.exact_marginal, args.metrics)
+  with runtime.entry_point(args):
+    rows = compare.compare(args.configs, args.set, args.workdir_root,
+                           args.exact_marginal, args.metrics)
   table = compare.format_table(
       rows,
       compare.IWAE_COLUMNS if "iwae" in args.metrics else compare.COLUMNS)

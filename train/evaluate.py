@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from train import runtime
 from train.evaluation import evaluate
 from train.evaluation import requested_metrics
 
@@ -24,13 +25,15 @@ def define_flags() -> None:
                     f"{', '.join(requested_metrics.METRICS)} (default: "
                     "config.eval.metrics, "
                     "else the model family's default).")
+  runtime.define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
-  evaluate.evaluate(flags.FLAGS.config, flags.FLAGS.workdir,
-                    flags.FLAGS.metrics)
+  with runtime.entry_point(flags.FLAGS):
+    evaluate.evaluate(flags.FLAGS.config, flags.FLAGS.workdir,
+                      flags.FLAGS.metrics)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from train import runtime
 from train.loop import trainer
 
 config_flags.DEFINE_config_file(
@@ -25,6 +26,7 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, "
                     "samples and eval.json.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
                   "first (multi-host training).")
+runtime.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -32,11 +34,12 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if FLAGS.distributed:
-    jax.distributed.initialize()
-  logging.info("process %d of %d, %d devices", jax.process_index(),
-               jax.process_count(), jax.device_count())
-  results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  with runtime.entry_point(FLAGS):
+    if FLAGS.distributed:
+      jax.distributed.initialize()
+    logging.info("process %d of %d, %d devices", jax.process_index(),
+                 jax.process_count(), jax.device_count())
+    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if results["preempted"]:
     logging.warning("stopped by SIGTERM after %d steps; rerun to resume",
                     results["steps_trained"])

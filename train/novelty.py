@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from train import runtime
 from train.experiments import compare
 from train.experiments import novelty
 from train.experiments import report
@@ -32,6 +33,7 @@ def define_flags() -> None:
                       "per-class runs.")
   flags.DEFINE_list("classes", None, "Normal classes to run, e.g. 0,1,2 "
                     "(default: all).")
+  runtime.define_flags()
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -41,17 +43,21 @@ def main(argv):
   config, specs = flags.FLAGS.config, flags.FLAGS.configs
   if (config is None) == (not specs):
     raise app.UsageError("expected --config or --configs, not both")
+  with runtime.entry_point(flags.FLAGS):
+    print(_table(config, specs))
+
+
+def _table(config, specs) -> str:
+  """Runs `--config` (or `--configs`) and formats its table."""
   if config is not None:
-    print(novelty.format_table(novelty.run_novelty(
-        config, flags.FLAGS.workdir, flags.FLAGS.classes)))
-    return
+    return novelty.format_table(novelty.run_novelty(
+        config, flags.FLAGS.workdir, flags.FLAGS.classes))
   runs = {os.path.join(flags.FLAGS.workdir, os.path.splitext(
       os.path.basename(spec.partition(":")[0]))[0]): compare.load_config(
           spec) for spec in specs}
   results = novelty.run_side_by_side(runs, flags.FLAGS.classes)
-  print(report.novelty_table({os.path.basename(workdir): result
-                              for workdir, result in results.items()}))
-
+  return report.novelty_table({os.path.basename(workdir): result
+                               for workdir, result in results.items()})
 
 if __name__ == "__main__":
   define_flags()

@@ -11,6 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
+from train import runtime
 from train.experiments import report
 
 
@@ -33,6 +34,7 @@ def define_flags() -> None:
                             "every run, e.g. num_train_steps=200.")
   flags.DEFINE_bool("quick", False, "Smoke test: the configs' quick "
                     "versions.")
+  runtime.define_flags()
   flags.mark_flags_as_required(["workdir_root"])
 
 
@@ -41,10 +43,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
   seeds = [int(seed) for seed in args.seeds] or None
-  results = report.report(args.workdir_root, args.datasets, args.rows,
-                          args.set, args.quick,
-                          " ".join(["python -m train.report"] + sys.argv[1:]),
-                          seeds, args.marginal_bias)
+  with runtime.entry_point(args):
+    results = report.report(
+        args.workdir_root, args.datasets, args.rows, args.set, args.quick,
+        " ".join(["python -m train.report"] + sys.argv[1:]), seeds,
+        args.marginal_bias)
   print(results["markdown"])
   print(f"wall time: {results['wall_time_s']['total']:.0f} s")
 

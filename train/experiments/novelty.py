@@ -28,7 +28,7 @@ With ``--configs a.py,b.py`` instead of ``--config``, several models run side
 by side, class by class, each in ``<workdir>/<config name>``
 (`run_side_by_side`), so that one run compares them on the same classes.
 Every class after the first reuses the first's compilations
-(`reused_compilations`).
+(`nbflows.compilation_cache.reused_compilations`).
 
 Example:
   >>> from nbflows.data import sources
@@ -40,19 +40,18 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import jax
-from jax.experimental.compilation_cache import compilation_cache
 import ml_collections
 import numpy as np
 from numpy.typing import ArrayLike
 
 from nbflows import checkpoint_loading
+from nbflows import compilation_cache
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.metrics import roc
@@ -256,8 +255,10 @@ def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
   any point holds the same finished classes for every model: the models
   are compared in one run, on the same classes. Each config's
   `novelty.json` is rewritten after each of its classes. The jitted steps
-  of every class after the first reuse the first's compilations
-  (`reused_compilations`; the shapes are the same for every class).
+  of every class after the first reuse the first's compilations (the
+  shapes are the same for every class): the persistent compilation cache
+  in use, else one in `<common workdir>/compilation_cache` while it runs
+  (`nbflows.compilation_cache.reused_compilations`).
 
   Args:
     runs: {workdir: novelty config}, all of one dataset.
@@ -302,7 +303,7 @@ def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
       "classes": classes, "per_class": {}, "mean_auroc": None, "details": {},
       "num_train_steps": run_config.num_train_steps,
       "config": run_config.to_dict()} for workdir, run_config in runs.items()}
-  with reused_compilations(os.path.join(
+  with compilation_cache.reused_compilations(os.path.join(
       os.path.commonpath([os.path.abspath(w) for w in runs]),
       COMPILATION_CACHE_DIR)):
     for c in classes:
@@ -316,31 +317,6 @@ def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
         if jax.process_index() == 0:
           _write_json(result, os.path.join(workdir, NOVELTY_FILE))
   return results
-
-
-@contextlib.contextmanager
-def reused_compilations(directory: str) -> Iterator[None]:
-  """Lets each class's jitted steps reuse the compilations of the first.
-
-  `trainer.train` jits fresh closures for every class; their programs are
-  identical (same model, same shapes), so JAX's persistent compilation
-  cache, kept in `directory` while the context is open, serves every class
-  after the first without compiling. A cache the user already set
-  (``JAX_COMPILATION_CACHE_DIR``) is used as it is.
-  """
-  if jax.config.jax_compilation_cache_dir:
-    yield
-    return
-  min_seconds = jax.config.jax_persistent_cache_min_compile_time_secs
-  jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      min_seconds)
-    compilation_cache.reset_cache()
 
 
 def format_table(results: Dict[str, Any]) -> str:
