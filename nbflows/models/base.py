@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nbflows import shape_buckets
 from nbflows import units
 from nbflows.bijectors import base as bijector_base
 from nbflows.objectives import likelihood
@@ -172,7 +173,10 @@ class TrainableModel:
       [n, *event_shape] samples in data units. For discrete data they are
       clipped to [0, num_levels): the logit preprocessing's inverse reaches
       alpha L / (1 - 2 alpha) beyond either end, and a sample should be a
-      valid input to `log_prob`.
+      valid input to `log_prob`. n is rounded up to its bucket
+      (`nbflows.shape_buckets`: counts 9 to 16 share one compiled sampler)
+      and the extra samples dropped; the first n are those an n-sample
+      draw gives.
     """
     if isinstance(n_or_cond, int):
       if self.condition_kind != "none":
@@ -187,7 +191,11 @@ class TrainableModel:
       num = cond.shape[0]
     if not temperature >= 0:
       raise ValueError(f"temperature={temperature}; expected >= 0")
-    samples = self._sample(params, key, cond, num, float(temperature))
+    # One program per bucket of counts (`nbflows.shape_buckets`).
+    size = shape_buckets.bucket_size(num)
+    samples = self._sample(
+        params, key, None if cond is None else shape_buckets.pad_rows(
+            cond, size), size, float(temperature))[:num]
     if self.num_levels is None:
       return samples
     upper = jnp.nextafter(jnp.asarray(self.num_levels, samples.dtype), 0)

@@ -52,6 +52,7 @@ import ml_collections
 import numpy as np
 
 from nbflows import marginal
+from nbflows import shape_buckets
 from nbflows import units
 from nbflows.data import pipeline
 from nbflows.data import sources
@@ -133,9 +134,11 @@ def marginal_on_test_split(
   own log-density.
   """
   if model.condition_kind == "none":
-    log_prob = np.concatenate([
-        np.asarray(model.log_prob(params, x[i:i + config.eval_batch_size]))
-        for i in range(0, len(x), config.eval_batch_size)])
+    size = min(config.eval_batch_size, len(x))
+    batches = [x[i:i + size] for i in range(0, len(x), size)]
+    log_prob = np.concatenate([   # the last batch padded: one program
+        np.asarray(model.log_prob(params, shape_buckets.pad_rows(
+            batch, size)))[:len(batch)] for batch in batches])
     return marginal.TrainingSetMarginal(log_prob, "unconditional",
                                         "unconditional: log p(x)")
   return marginal.marginal_over_training_set(

@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from nbflows import marginal
+from nbflows import shape_buckets
 from nbflows.data import sources
 from nbflows.metrics import feature_net
 from nbflows.metrics import frechet
@@ -52,19 +53,23 @@ def draw_marginal_samples(model: protocols.Trainable, params: Any, key: Array,
     [num, *event_shape] samples in data units.
   """
   keys = [jax.random.fold_in(key, i) for i in range(0, num, batch_size)]
+  # Every call draws min(batch_size, num) rows, the last one's extra rows
+  # dropped, so that the sampler compiles once.
+  size = min(batch_size, num)
+  counts = [min(batch_size, num - i) for i in range(0, num, batch_size)]
   if model.condition_kind == "none":
     return np.concatenate([
-        np.asarray(model.sample(params, k, min(batch_size, num - i)))
-        for k, i in zip(keys, range(0, num, batch_size))])
+        np.asarray(model.sample(params, k, size))[:count]
+        for k, count in zip(keys, counts)])
   conditions = (train.labels if model.condition_kind == "label" else
                 marginal.Neighbourhoods(train.images,
                                         index.neighbours["train"]))
   rows = np.random.default_rng(int(jax.random.randint(
       key, (), 0, 2 ** 31 - 1))).integers(0, len(train.labels), num)
   return np.concatenate([
-      np.asarray(model.sample(params, k, marginal.gather(
-          conditions, rows[i:i + batch_size])))
-      for k, i in zip(keys, range(0, num, batch_size))])
+      np.asarray(model.sample(params, k, shape_buckets.pad_rows(
+          marginal.gather(conditions, rows[i:i + count]), size)))[:count]
+      for k, i, count in zip(keys, range(0, num, batch_size), counts)])
 
 
 def sample_quality(model: protocols.Trainable, params: Any, key: Array,
