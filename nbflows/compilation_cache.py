@@ -23,8 +23,9 @@ serves the same jax version and devices).
 Example:
   >>> import tempfile
   >>> directory = tempfile.mkdtemp()
-  >>> with reused_compilations(directory):
-  ...   _ = jax.jit(lambda x: x + 1.0)(1.0)
+  >>> with settings_restored():
+  ...   _ = enable_compilation_cache(directory)
+  ...   _ = jax.jit(lambda x: x * 2.0 + 1.0)(1.0)
   >>> len(os.listdir(directory)) > 0
   True
 """
