@@ -59,6 +59,7 @@ def _table(config, specs) -> str:
   return report.novelty_table({os.path.basename(workdir): result
                                for workdir, result in results.items()})
 
+
 if __name__ == "__main__":
   define_flags()
   app.run(main)
