@@ -34,6 +34,12 @@ exact neighbours there (recall 1.0, tested); its recall on a TPU is the
 `recall_target` XLA aims for, not measured here. Its memory is
 O(block N) per device.
 
+`backend="faiss"` runs the same search with faiss' exact IndexFlatL2 (on
+every GPU faiss sees, else on the CPU), for users who already run faiss; it
+returns the same neighbour sets (up to ties), nearest first, and the same
+distances up to float32 rounding. faiss is not an nbflows requirement
+(`pip install faiss-cpu` or `faiss-gpu`).
+
 Example:
   >>> import numpy as np
   >>> from nbflows.neighbours import knn
@@ -57,6 +63,7 @@ from jax.sharding import Mesh, PartitionSpec
 # Squared norm given to padding points: far from everything, and finite.
 _FAR = 1e30
 SEARCHES = ("exact", "approx")
+BACKENDS = ("jax", "faiss")
 
 
 def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
@@ -64,8 +71,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
         query_labels: Optional[np.ndarray] = None, exclude_self: bool = True,
         block_size: int = 256, chunk_size: int = 2048, group_size: int = 16,
         progress: bool = True, devices: Optional[Sequence[jax.Device]] = None,
-        search: str = "exact", recall_target: float = 0.95
-        ) -> Tuple[np.ndarray, np.ndarray]:
+        search: str = "exact", recall_target: float = 0.95,
+        backend: str = "jax") -> Tuple[np.ndarray, np.ndarray]:
   """The k nearest database points of each query, exactly.
 
   Args:
@@ -88,6 +95,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
     search: "exact" (two stages, above) or "approx" (`lax.approx_max_k`,
       for TPUs; exact on CPU and GPU).
     recall_target: the recall "approx" asks of `approx_max_k`.
+    backend: "jax" (above) or "faiss" (IndexFlatL2; exact search only, and
+      the block, chunk, group and device arguments do not apply).
 
   Returns:
     `(indices, distances)`: int32 `[Q, k]` indices into `database` and
@@ -96,10 +105,17 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   Raises:
     ValueError: for mismatched shapes, or if some query has fewer than `k`
       eligible database points (same label, itself excluded); the message
-      names both numbers; for an unknown `search`.
+      names both numbers; for an unknown `search` or `backend`, or
+      `search="approx"` with faiss.
+    ImportError: for `backend="faiss"` without faiss installed.
   """
   if search not in SEARCHES:
     raise ValueError(f"search={search!r}; expected one of {SEARCHES}")
+  if backend not in BACKENDS:
+    raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
+  if backend == "faiss" and search != "exact":
+    raise ValueError(f"search={search!r} with backend='faiss'; faiss "
+                     "IndexFlatL2 is exact, so search must be 'exact'")
   database = np.asarray(database, np.float32)
   self_join = queries is None
   queries = database if self_join else np.asarray(queries, np.float32)
@@ -119,6 +135,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       raise ValueError(
           f"k={k} neighbours requested, but there are only "
           f"{len(db_rows) - excluded} eligible database points{where}{also}")
+  if backend == "faiss":
+    return _faiss_search(database, queries, groups, k, excluded)
 
   mesh = Mesh(np.array(devices or jax.devices()), ("devices",))
   # Powers of two throughout: few distinct shapes, so few compilations.
@@ -167,6 +185,35 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       # ||q - y||^2 = ||q||^2 - s, clipped at 0 against rounding.
       distances[q_rows] = np.maximum(
           np.einsum("nd,nd->n", q, q)[:, None] - scores, 0.0)
+  return indices, distances
+
+
+def _faiss_search(database, queries, groups, k: int, excluded: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """`knn` with faiss IndexFlatL2, one index per label group."""
+  try:
+    import faiss  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+        "knn backend 'faiss' needs faiss, which is not an nbflows "
+        "requirement: `pip install faiss-cpu` (or faiss-gpu)") from error
+  indices = np.zeros((len(queries), k), np.int32)
+  distances = np.zeros((len(queries), k), np.float32)
+  for q_rows, db_rows, _ in groups:
+    index = faiss.IndexFlatL2(database.shape[1])
+    if faiss.get_num_gpus() > 0:
+      index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(database[db_rows]))
+    d, i = index.search(np.ascontiguousarray(queries[q_rows]), k + excluded)
+    if excluded:
+      # Drop each point itself, or the last one where ties at distance 0
+      # pushed it out of the k + 1 found.
+      own = i == np.arange(len(q_rows))[:, None]                  # [Q, k+1]
+      own[:, -1] |= ~own.any(axis=1)
+      keep = ~own
+      i, d = i[keep].reshape(-1, k), d[keep].reshape(-1, k)
+    indices[q_rows] = db_rows[i]
+    distances[q_rows] = np.maximum(d, 0.0)
   return indices, distances
 
 
