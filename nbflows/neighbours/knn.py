@@ -50,7 +50,9 @@ Example:
 """
 from __future__ import annotations
 
+from concurrent import futures
 import functools
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import jax
@@ -72,7 +74,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
         block_size: int = 256, chunk_size: int = 2048, group_size: int = 16,
         progress: bool = True, devices: Optional[Sequence[jax.Device]] = None,
         search: str = "exact", recall_target: float = 0.95,
-        backend: str = "jax") -> Tuple[np.ndarray, np.ndarray]:
+        backend: str = "jax", host_threads: Optional[int] = None
+        ) -> Tuple[np.ndarray, np.ndarray]:
   """The k nearest database points of each query, exactly.
 
   Args:
@@ -95,6 +98,9 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
     search: "exact" (two stages, above) or "approx" (`lax.approx_max_k`,
       for TPUs; exact on CPU and GPU).
     recall_target: the recall "approx" asks of `approx_max_k`.
+    host_threads: query blocks searched at once, each from its own host
+      thread (default: the CPU cores this process may use when `devices`
+      are CPUs, else 1).
     backend: "jax" (above) or "faiss" (IndexFlatL2; exact search only, and
       the block, chunk, group and device arguments do not apply).
 
@@ -156,8 +162,12 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   indices = np.zeros((len(queries), k), np.int32)
   distances = np.zeros((len(queries), k), np.float32)
   total = sum(-(-len(q) // block) for q, _, _ in groups)
+  if host_threads is None:
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    host_threads = len(os.sched_getaffinity(0)) if on_cpu else 1
   with tqdm.tqdm(total=total, unit="block", disable=not progress,
-                 desc="k nearest neighbours") as bar:
+                 desc="k nearest neighbours") as bar, \
+      futures.ThreadPoolExecutor(host_threads) as pool:
     for q_rows, db_rows, _ in groups:
       y = database[db_rows]
       points = np.zeros((capacity, y.shape[1]), np.float32)
@@ -169,18 +179,19 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       q = queries[q_rows]
       own = np.arange(len(q), dtype=np.int32) if excluded else np.full(
           len(q), -1, np.int32)
+      rows = block * mesh.size
+      search_rows = functools.partial(_search_rows, step, q, own, points,
+                                      norms, num_chunks, rows)
       found, scores = [], []
-      for start in range(0, len(q), block * mesh.size):
-        q_part = _pad_rows(q[start:start + block * mesh.size],
-                           block * mesh.size)
-        own_part = _pad_rows(own[start:start + block * mesh.size],
-                             block * mesh.size, -1)
-        i, s = step(q_part, own_part, points, norms, num_chunks)
+      # On CPU, XLA runs one query block's loop of products mostly on one
+      # core; `host_threads` blocks at once keep every core busy.
+      starts = range(0, len(q), rows)
+      for start, (i, s) in zip(starts, pool.map(search_rows, starts)):
         found.append(i)
         scores.append(s)
         bar.update(min(mesh.size, -(-(len(q) - start) // block)))
-      found = np.concatenate([np.asarray(i) for i in found])[:len(q)]
-      scores = np.concatenate([np.asarray(s) for s in scores])[:len(q)]
+      found = np.concatenate(found)[:len(q)]
+      scores = np.concatenate(scores)[:len(q)]
       indices[q_rows] = db_rows[found]
       # ||q - y||^2 = ||q||^2 - s, clipped at 0 against rounding.
       distances[q_rows] = np.maximum(
@@ -215,6 +226,14 @@ def _faiss_search(database, queries, groups, k: int, excluded: int
     indices[q_rows] = db_rows[i]
     distances[q_rows] = np.maximum(d, 0.0)
   return indices, distances
+
+
+def _search_rows(step, q, own, points, norms, num_chunks, rows: int,
+                 start: int) -> Tuple[np.ndarray, np.ndarray]:
+  """`step` on the `rows` queries from `start` (padded): host (indices, scores)."""
+  return jax.device_get(step(_pad_rows(q[start:start + rows], rows),
+                             _pad_rows(own[start:start + rows], rows, -1),
+                             points, norms, num_chunks))
 
 
 def _label_groups(num_queries, num_database, database_labels, query_labels,
@@ -266,11 +285,12 @@ def _search_step(mesh: Mesh, block: int, chunk: int, group: int, k: int,
   def per_device(q, own, points, norms, num_chunks):
     capacity = points.shape[0]
     per_chunk = chunk // group
+    q = 2.0 * q              # exact in float32: the same scores, one pass
 
     def stage_one(j, maxima):
       y = lax.dynamic_slice_in_dim(points, j * chunk, chunk)        # [W, D]
       b = lax.dynamic_slice_in_dim(norms, j * chunk, chunk)         # [W]
-      s = 2.0 * (q @ y.T) - b                                       # [B, W]
+      s = q @ y.T - b                                               # [B, W]
       m = s.reshape(block, per_chunk, group).max(axis=-1)
       return lax.dynamic_update_slice_in_dim(maxima, m, j * per_chunk, 1)
 
@@ -280,7 +300,7 @@ def _search_step(mesh: Mesh, block: int, chunk: int, group: int, k: int,
     _, best = lax.top_k(maxima, kept)                               # [B, kept]
     # Stage two: score the kept groups' points again, exactly.
     candidates = points.reshape(-1, group, points.shape[1])[best]  # [B,kept,g,D]
-    s = 2.0 * jnp.einsum("bd,bkgd->bkg", q, candidates) - norms.reshape(
+    s = jnp.einsum("bd,bkgd->bkg", q, candidates) - norms.reshape(
         -1, group)[best]
     index = best[..., None] * group + jnp.arange(group)             # [B,kept,g]
     s = jnp.where(index == own[:, None, None], -jnp.inf, s)
