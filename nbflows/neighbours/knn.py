@@ -162,9 +162,7 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   indices = np.zeros((len(queries), k), np.int32)
   distances = np.zeros((len(queries), k), np.float32)
   total = sum(-(-len(q) // block) for q, _, _ in groups)
-  if host_threads is None:
-    on_cpu = mesh.devices.flat[0].platform == "cpu"
-    host_threads = len(os.sched_getaffinity(0)) if on_cpu else 1
+  host_threads = host_threads or default_host_threads(mesh.devices.ravel())
   with tqdm.tqdm(total=total, unit="block", disable=not progress,
                  desc="k nearest neighbours") as bar, \
       futures.ThreadPoolExecutor(host_threads) as pool:
@@ -197,6 +195,11 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       distances[q_rows] = np.maximum(
           np.einsum("nd,nd->n", q, q)[:, None] - scores, 0.0)
   return indices, distances
+
+
+def default_host_threads(devices: Sequence[jax.Device]) -> int:
+  """`knn`'s default `host_threads`: the CPU cores usable on CPU, else 1."""
+  return len(os.sched_getaffinity(0)) if devices[0].platform == "cpu" else 1
 
 
 def _faiss_search(database, queries, groups, k: int, excluded: int

@@ -174,7 +174,9 @@ def knn_job(args: argparse.Namespace) -> Dict[str, Any]:
       indices, _ = knn.knn(x, args.k, exclude_self=True,
                            block_size=args.block_size,
                            chunk_size=args.chunk_size,
-                           group_size=args.group_size, progress=args.progress)
+                           group_size=args.group_size,
+                           host_threads=args.host_threads,
+                           progress=args.progress)
       walls.append(time.perf_counter() - start)
       cpus.append(time.process_time() - cpu_start)
       threads.append(_busy_threads(thread_start, _thread_cpu_seconds()))
@@ -183,6 +185,8 @@ def knn_job(args: argparse.Namespace) -> Dict[str, Any]:
       "job": "knn", "value": _median(walls), "unit": "s",
       "n": args.n, "d": args.d, "k": args.k, "block_size": args.block_size,
       "chunk_size": args.chunk_size, "group_size": args.group_size,
+      "host_threads": args.host_threads or knn.default_host_threads(
+          jax.devices()),
       "rounds": args.rounds, "rounds_s": [round(w, 3) for w in walls],
       "cpu_s": _median(cpus), "rounds_cpu_s": [round(c, 3) for c in cpus],
       "threads": statistics.median_low(threads), "cpu_count": os.cpu_count(),
@@ -221,6 +225,9 @@ def add_knn_job(jobs) -> None:
                       help="database points per matrix product")
   parser.add_argument("--group-size", type=int, default=16,
                       help="database points per group in stage 1")
+  parser.add_argument("--host-threads", type=int, default=None,
+                      help="query blocks searched at once (default: the "
+                      "CPU cores)")
   parser.add_argument("--rounds", type=int, default=3,
                       help="rounds, each a faiss run (with --vs-peer) then "
                       "an nbflows run; the medians are reported")
