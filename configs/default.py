@@ -63,6 +63,9 @@ def get_config(arg=None):
   config.neighbours.kind = "knn"        # "knn" or "kmeans" (App. B.5)
   # "exact", or "approx": jax.lax.approx_max_k, for TPUs (exact on CPU/GPU).
   config.neighbours.search = "exact"
+  # "jax", or "faiss": faiss IndexFlatL2 (on its GPUs if it sees any), the
+  # same neighbours; needs `pip install faiss-cpu` or faiss-gpu.
+  config.neighbours.knn_backend = "jax"
   config.neighbours.num_clusters = 100
   config.neighbours.num_prototypes = 5
   # >0: a random subset of the k at train time; only for NCL-pool and

@@ -9,7 +9,9 @@ the default "pca". Then either
 
   * kind="knn": the k nearest training points of every example, exactly
     (`nbflows.neighbours.knn`), optionally of the same class and, for
-    training points, leaving the point itself out; or
+    training points, leaving the point itself out; `knn_backend="faiss"`
+    finds the same neighbours with faiss instead of JAX (not a setting of
+    the index, which is the same either way); or
   * kind="kmeans": k-means clusters of the training features
     (`nbflows.neighbours.kmeans`); an example's neighbourhood is the
     `num_prototypes` prototypes of its nearest centre, so there are only
@@ -254,7 +256,8 @@ def _build_knn(splits, feats, config, common, progress) -> NeighbourIndex:
         database_labels=labels["train"] if same_class else None,
         query_labels=labels[name] if same_class else None,
         exclude_self=bool(config.exclude_self), progress=progress,
-        search=config.get("search", "exact"))
+        search=config.get("search", "exact"),
+        backend=config.get("knn_backend", "jax"))
   return NeighbourIndex(kind="knn", k=int(config.k), neighbours=neighbours,
                         distances=distances, **common)
 

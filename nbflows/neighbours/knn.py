@@ -34,6 +34,12 @@ exact neighbours there (recall 1.0, tested); its recall on a TPU is the
 `recall_target` XLA aims for, not measured here. Its memory is
 O(block N) per device.
 
+`backend="faiss"` runs the same search with faiss' exact IndexFlatL2 (on
+every GPU faiss sees, else on the CPU), for users who already run faiss; it
+returns the same neighbour sets (up to ties), nearest first, and the same
+distances up to float32 rounding. faiss is not an nbflows requirement
+(`pip install faiss-cpu` or `faiss-gpu`).
+
 Example:
   >>> import numpy as np
   >>> from nbflows.neighbours import knn
@@ -44,7 +50,9 @@ Example:
 """
 from __future__ import annotations
 
+from concurrent import futures
 import functools
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import jax
@@ -57,6 +65,7 @@ from jax.sharding import Mesh, PartitionSpec
 # Squared norm given to padding points: far from everything, and finite.
 _FAR = 1e30
 SEARCHES = ("exact", "approx")
+BACKENDS = ("jax", "faiss")
 
 
 def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
@@ -64,7 +73,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
         query_labels: Optional[np.ndarray] = None, exclude_self: bool = True,
         block_size: int = 256, chunk_size: int = 2048, group_size: int = 16,
         progress: bool = True, devices: Optional[Sequence[jax.Device]] = None,
-        search: str = "exact", recall_target: float = 0.95
+        search: str = "exact", recall_target: float = 0.95,
+        backend: str = "jax", host_threads: Optional[int] = None
         ) -> Tuple[np.ndarray, np.ndarray]:
   """The k nearest database points of each query, exactly.
 
@@ -88,6 +98,11 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
     search: "exact" (two stages, above) or "approx" (`lax.approx_max_k`,
       for TPUs; exact on CPU and GPU).
     recall_target: the recall "approx" asks of `approx_max_k`.
+    host_threads: query blocks searched at once, each from its own host
+      thread (default: the CPU cores this process may use when `devices`
+      are CPUs, else 1).
+    backend: "jax" (above) or "faiss" (IndexFlatL2; exact search only, and
+      the block, chunk, group and device arguments do not apply).
 
   Returns:
     `(indices, distances)`: int32 `[Q, k]` indices into `database` and
@@ -96,10 +111,17 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   Raises:
     ValueError: for mismatched shapes, or if some query has fewer than `k`
       eligible database points (same label, itself excluded); the message
-      names both numbers; for an unknown `search`.
+      names both numbers; for an unknown `search` or `backend`, or
+      `search="approx"` with faiss.
+    ImportError: for `backend="faiss"` without faiss installed.
   """
   if search not in SEARCHES:
     raise ValueError(f"search={search!r}; expected one of {SEARCHES}")
+  if backend not in BACKENDS:
+    raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
+  if backend == "faiss" and search != "exact":
+    raise ValueError(f"search={search!r} with backend='faiss'; faiss "
+                     "IndexFlatL2 is exact, so search must be 'exact'")
   database = np.asarray(database, np.float32)
   self_join = queries is None
   queries = database if self_join else np.asarray(queries, np.float32)
@@ -119,6 +141,8 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       raise ValueError(
           f"k={k} neighbours requested, but there are only "
           f"{len(db_rows) - excluded} eligible database points{where}{also}")
+  if backend == "faiss":
+    return _faiss_search(database, queries, groups, k, excluded)
 
   mesh = Mesh(np.array(devices or jax.devices()), ("devices",))
   # Powers of two throughout: few distinct shapes, so few compilations.
@@ -138,8 +162,10 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
   indices = np.zeros((len(queries), k), np.int32)
   distances = np.zeros((len(queries), k), np.float32)
   total = sum(-(-len(q) // block) for q, _, _ in groups)
+  host_threads = host_threads or default_host_threads(mesh.devices.ravel())
   with tqdm.tqdm(total=total, unit="block", disable=not progress,
-                 desc="k nearest neighbours") as bar:
+                 desc="k nearest neighbours") as bar, \
+      futures.ThreadPoolExecutor(host_threads) as pool:
     for q_rows, db_rows, _ in groups:
       y = database[db_rows]
       points = np.zeros((capacity, y.shape[1]), np.float32)
@@ -151,23 +177,66 @@ def knn(database: np.ndarray, k: int, *, queries: Optional[np.ndarray] = None,
       q = queries[q_rows]
       own = np.arange(len(q), dtype=np.int32) if excluded else np.full(
           len(q), -1, np.int32)
+      rows = block * mesh.size
+      search_rows = functools.partial(_search_rows, step, q, own, points,
+                                      norms, num_chunks, rows)
       found, scores = [], []
-      for start in range(0, len(q), block * mesh.size):
-        q_part = _pad_rows(q[start:start + block * mesh.size],
-                           block * mesh.size)
-        own_part = _pad_rows(own[start:start + block * mesh.size],
-                             block * mesh.size, -1)
-        i, s = step(q_part, own_part, points, norms, num_chunks)
+      # On CPU, XLA runs one query block's loop of products mostly on one
+      # core; `host_threads` blocks at once keep every core busy.
+      starts = range(0, len(q), rows)
+      for start, (i, s) in zip(starts, pool.map(search_rows, starts)):
         found.append(i)
         scores.append(s)
         bar.update(min(mesh.size, -(-(len(q) - start) // block)))
-      found = np.concatenate([np.asarray(i) for i in found])[:len(q)]
-      scores = np.concatenate([np.asarray(s) for s in scores])[:len(q)]
+      found = np.concatenate(found)[:len(q)]
+      scores = np.concatenate(scores)[:len(q)]
       indices[q_rows] = db_rows[found]
       # ||q - y||^2 = ||q||^2 - s, clipped at 0 against rounding.
       distances[q_rows] = np.maximum(
           np.einsum("nd,nd->n", q, q)[:, None] - scores, 0.0)
   return indices, distances
+
+
+def default_host_threads(devices: Sequence[jax.Device]) -> int:
+  """`knn`'s default `host_threads`: the CPU cores usable on CPU, else 1."""
+  return len(os.sched_getaffinity(0)) if devices[0].platform == "cpu" else 1
+
+
+def _faiss_search(database, queries, groups, k: int, excluded: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """`knn` with faiss IndexFlatL2, one index per label group."""
+  try:
+    import faiss  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+        "knn backend 'faiss' needs faiss, which is not an nbflows "
+        "requirement: `pip install faiss-cpu` (or faiss-gpu)") from error
+  indices = np.zeros((len(queries), k), np.int32)
+  distances = np.zeros((len(queries), k), np.float32)
+  for q_rows, db_rows, _ in groups:
+    index = faiss.IndexFlatL2(database.shape[1])
+    if faiss.get_num_gpus() > 0:
+      index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(database[db_rows]))
+    d, i = index.search(np.ascontiguousarray(queries[q_rows]), k + excluded)
+    if excluded:
+      # Drop each point itself, or the last one where ties at distance 0
+      # pushed it out of the k + 1 found.
+      own = i == np.arange(len(q_rows))[:, None]                  # [Q, k+1]
+      own[:, -1] |= ~own.any(axis=1)
+      keep = ~own
+      i, d = i[keep].reshape(-1, k), d[keep].reshape(-1, k)
+    indices[q_rows] = db_rows[i]
+    distances[q_rows] = np.maximum(d, 0.0)
+  return indices, distances
+
+
+def _search_rows(step, q, own, points, norms, num_chunks, rows: int,
+                 start: int) -> Tuple[np.ndarray, np.ndarray]:
+  """`step` on the `rows` queries from `start` (padded): host (indices, scores)."""
+  return jax.device_get(step(_pad_rows(q[start:start + rows], rows),
+                             _pad_rows(own[start:start + rows], rows, -1),
+                             points, norms, num_chunks))
 
 
 def _label_groups(num_queries, num_database, database_labels, query_labels,
@@ -219,11 +288,12 @@ def _search_step(mesh: Mesh, block: int, chunk: int, group: int, k: int,
   def per_device(q, own, points, norms, num_chunks):
     capacity = points.shape[0]
     per_chunk = chunk // group
+    q = 2.0 * q              # exact in float32: the same scores, one pass
 
     def stage_one(j, maxima):
       y = lax.dynamic_slice_in_dim(points, j * chunk, chunk)        # [W, D]
       b = lax.dynamic_slice_in_dim(norms, j * chunk, chunk)         # [W]
-      s = 2.0 * (q @ y.T) - b                                       # [B, W]
+      s = q @ y.T - b                                               # [B, W]
       m = s.reshape(block, per_chunk, group).max(axis=-1)
       return lax.dynamic_update_slice_in_dim(maxima, m, j * per_chunk, 1)
 
@@ -233,7 +303,7 @@ def _search_step(mesh: Mesh, block: int, chunk: int, group: int, k: int,
     _, best = lax.top_k(maxima, kept)                               # [B, kept]
     # Stage two: score the kept groups' points again, exactly.
     candidates = points.reshape(-1, group, points.shape[1])[best]  # [B,kept,g,D]
-    s = 2.0 * jnp.einsum("bd,bkgd->bkg", q, candidates) - norms.reshape(
+    s = jnp.einsum("bd,bkgd->bkg", q, candidates) - norms.reshape(
         -1, group)[best]
     index = best[..., None] * group + jnp.arange(group)             # [B,kept,g]
     s = jnp.where(index == own[:, None, None], -jnp.inf, s)

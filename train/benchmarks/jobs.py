@@ -1,6 +1,6 @@
 """Speed benchmarks of nbflows' jobs, each one JSON line on stdout.
 
-  python -m train.benchmark knn --n 60000 --d 128 --k 10 --vs-peer
+  python -m train.benchmark knn --n 60000 --d 128 --k 10 --vs-peer --rounds 3
 
 Each subcommand times one job and prints
 `{"job", "value", "unit", ...}`; with `--vs-peer` it also times the same job
@@ -11,10 +11,12 @@ load) and adds `peer_value` and `speedup` (peer time / nbflows time).
 Subcommands:
   knn  exact k nearest neighbours of every row of a random [n, d] float32
        matrix among the others (the neighbour index build,
-       `nbflows.neighbours.knn.knn`); peer: faiss IndexFlatL2
-       (`faiss_knn.py`, needs `pip install faiss-cpu`, not a requirement of
-       nbflows). Also reports the peak resident memory of the process and,
-       for contrast, the size an N x N float32 distance matrix would take.
+       `nbflows.neighbours.knn.knn`, `train.benchmarks.knn`) in `--rounds`
+       rounds; peer: faiss IndexFlatL2 (`faiss_knn.py`, needs `pip install
+       faiss-cpu`, not a requirement of nbflows), one run before each of
+       nbflows' rounds. Also reports the peak resident memory of the process
+       and, for contrast, the size an N x N float32 distance matrix would
+       take.
   index    the neighbour index (PCA(99%) + exact kNN) of synthetic uint8
            images at a dataset's shape (`train.benchmarks.knn`):
            seconds per phase, kept dimension, peak RSS.
@@ -39,97 +41,17 @@ See PERFORMANCE.md for the figures and what each optimisation changed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
-import resource
-import subprocess
-import sys
-import tempfile
-import time
 from typing import Any, Dict, List, Optional
-
-import numpy as np
 
 from nbflows.bijectors import couplers
 from train.benchmarks import flows as benchmark_flows
 from train.benchmarks import knn as benchmark_index
 from train.benchmarks import peer_models as benchmark_models
 from train.benchmarks import resume as benchmark_resume
-from train.benchmarks.flows import peak_rss_mb
-from train.benchmarks.flows import PEER_DIR
 
 MODELS = ("ncl", "nct", "rnvp")
 DATASETS = ("digits", "mnist5k")
-
-
-def _current_rss_mb() -> float:
-  """Resident set size of this process now, in MiB."""
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def knn_job(args: argparse.Namespace) -> Dict[str, Any]:
-  """Times `nbflows.neighbours.knn.knn` (and faiss-flat with --vs-peer)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from nbflows.neighbours import knn  # pylint: disable=g-import-not-at-top
-  # The same matrix as faiss_knn.py: default_rng(0).standard_normal.
-  x = np.random.default_rng(0).standard_normal((args.n, args.d)).astype(
-      np.float32)
-  rss_before = _current_rss_mb()
-  start, cpu_start = time.perf_counter(), time.process_time()
-  indices, _ = knn.knn(x, args.k, exclude_self=True,
-                       block_size=args.block_size, chunk_size=args.chunk_size,
-                       group_size=args.group_size, progress=args.progress)
-  seconds = time.perf_counter() - start
-  cpu_seconds = time.process_time() - cpu_start
-  result = {
-      "job": "knn", "value": round(seconds, 3), "unit": "s",
-      "n": args.n, "d": args.d, "k": args.k, "block_size": args.block_size,
-      "chunk_size": args.chunk_size, "group_size": args.group_size,
-      "devices": f"{len(jax.devices())} x {jax.devices()[0].platform}",
-      "cpu_s": round(cpu_seconds, 3),
-      "rss_before_mb": round(rss_before, 1),
-      "peak_rss_mb": round(peak_rss_mb(), 1),
-      "nxn_matrix_mb": round(4 * args.n**2 / 2**20, 1),
-  }
-  if args.vs_peer:
-    result.update(_faiss_peer(args, indices, seconds))
-  return result
-
-
-def _faiss_peer(args: argparse.Namespace, indices: np.ndarray,
-                seconds: float) -> Dict[str, Any]:
-  """Runs ../shared/bench/faiss_knn.py on the same job in a subprocess."""
-  script = os.path.normpath(os.path.join(PEER_DIR, "faiss_knn.py"))
-  if importlib.util.find_spec("faiss") is None:
-    message = ("faiss is not installed, so there is no peer time; "
-               "`pip install faiss-cpu` to measure it (not an nbflows "
-               "requirement)")
-    print(message, file=sys.stderr)
-    return {"peer": "faiss-flat", "peer_value": None, "speedup": None,
-            "peer_error": message}
-  if not os.path.exists(script):
-    raise FileNotFoundError(f"peer script {script} not found")
-  with tempfile.TemporaryDirectory() as tmp:
-    out = os.path.join(tmp, "faiss_indices.npy")
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    completed = subprocess.run(
-        [sys.executable, script, "--n", str(args.n), "--d", str(args.d),
-         "--k", str(args.k), "--out", out],
-        check=True, capture_output=True, text=True)
-    peer = json.loads(completed.stdout.strip().splitlines()[-1])
-    peer_indices = np.load(out)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peer_cpu = (after.ru_utime + after.ru_stime
-                - children.ru_utime - children.ru_stime)
-  # Neighbour sets agree up to ties: fraction of rows with the same set.
-  same = np.mean([set(a) == set(b) for a, b in zip(indices, peer_indices)])
-  return {"peer": "faiss-flat", "peer_value": round(peer["seconds"], 3),
-          "peer_threads": peer.get("threads"),
-          "peer_process_cpu_s": round(peer_cpu, 3),
-          "speedup": round(peer["seconds"] / seconds, 3),
-          "rows_agreeing_with_peer": round(float(same), 5)}
 
 
 def _conv_impl_arg(parser: argparse.ArgumentParser) -> None:
@@ -206,21 +128,7 @@ def main(argv: Optional[List[str]] = None) -> None:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   jobs = parser.add_subparsers(dest="job", required=True)
 
-  knn_parser = jobs.add_parser("knn", help="exact kNN of an [n, d] matrix")
-  knn_parser.add_argument("--n", type=int, default=60000)
-  knn_parser.add_argument("--d", type=int, default=128)
-  knn_parser.add_argument("--k", type=int, default=10)
-  knn_parser.add_argument("--block-size", type=int, default=256,
-                          help="queries per block and device")
-  knn_parser.add_argument("--chunk-size", type=int, default=2048,
-                          help="database points per matrix product")
-  knn_parser.add_argument("--group-size", type=int, default=16,
-                          help="database points per group in stage 1")
-  knn_parser.add_argument("--progress", action="store_true",
-                          help="show the progress bar on stderr")
-  knn_parser.add_argument("--vs-peer", action="store_true",
-                          help="also time faiss-flat on the same job")
-  knn_parser.set_defaults(run=knn_job)
+  benchmark_index.add_knn_job(jobs)
   benchmark_index.add_index_job(jobs)
   _add_flow_jobs(jobs)
   benchmark_resume.add_resume_job(jobs)
