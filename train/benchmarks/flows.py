@@ -14,6 +14,7 @@ then our block of steps, and again), so both see the same load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -169,51 +170,70 @@ def train_arch_job(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _config_target(args: argparse.Namespace):
   """(model, params, batch, config) of `--model` on `--data`."""
-  config = models.load_config(args.model, args.data, args.quick)
-  if args.batch:
-    config.batch_size = args.batch
-  model = models.registry.build_model(config)
-  batch = models.random_batch(config, config.batch_size)
-  params = model.init(jax.random.key(0), batch)
-  return model, params, batch, config
+  # pylint: disable=g-import-not-at-top
+  from train.benchmarks import train_step_driver
+  return train_step_driver.config_target(args.model, args.data, args.quick,
+                                         args.batch)
 
 
 def train_model_job(args: argparse.Namespace) -> Dict[str, Any]:
-  """Training throughput and peak memory of a library model (trainer step)."""
+  """Training throughput and peak memory of a library model (trainer step).
+
+  With `--vs-baseline`, each of `--rounds` rounds first runs the same job
+  at `baseline.BASELINE_COMMIT` (`train.benchmarks.baseline`), then this
+  checkout's block of `--steps` steps.
+  """
   # pylint: disable=g-import-not-at-top
-  from train.loop import sharding
-  from train.loop import state as state_lib
-  from train.loop import trainer
-  model, _, batch, config = _config_target(args)
-  optimizer = state_lib.make_optimizer(config.optimizer,
-                                       config.num_train_steps)
-  train_state = state_lib.create_train_state(model, optimizer,
-                                             jax.random.key(0), batch)
-  mesh = sharding.make_mesh()
-  batch = jax.device_put(batch, sharding.data_sharding(mesh))
-  step = trainer.compile_train_step(
-      trainer.make_train_step(model, optimizer), mesh)
-  compiled, compile_s = timed_compile(step, train_state, batch)
-  memory = compiled.memory_analysis()
-  holder = [train_state]
-
-  def call():
-    holder[0], metrics = compiled(holder[0], batch)
-    return metrics["loss"]
-
-  time_calls(call, args.warmup)
-  walls, cpus = time_calls(call, args.steps * args.rounds)
+  from train.benchmarks import baseline
+  from train.benchmarks import train_step_driver as driver
+  model, params, batch, config = _config_target(args)
+  timer = driver.TrainStepTimer(model, config, batch)
+  timer.time(args.warmup)
+  walls, cpus, baselines = [], [], []
+  with contextlib.ExitStack() as stack:
+    if args.vs_baseline:
+      tree = stack.enter_context(baseline.exported_commit())
+      log_prob_path = os.path.join(tree, "baseline_log_prob.npy")
+    for _ in range(args.rounds):
+      if args.vs_baseline:
+        baselines.append(baseline.run_driver(tree, args, log_prob_path))
+      round_walls, round_cpus = timer.time(args.steps)
+      walls += round_walls
+      cpus += round_cpus
+    if args.vs_baseline:
+      gap = baseline.max_abs_diff(
+          driver.perturbed_log_prob(model, params, batch), log_prob_path)
   size = batch["x"].shape[0]
-  train_flops = 3.0 * models.config_flops_per_image(
-      model, holder[0].params, batch)
-  return {**_floor(train_flops, "train_gflop_per_image"),
+  images_per_s = size / statistics.median(walls)
+  train_flops = 3.0 * models.config_flops_per_image(model, timer.params,
+                                                    batch)
+  result = {**_floor(train_flops, "train_gflop_per_image"),
       "job": "train", "model": args.model, "data": args.data,
-      "value": round(size / statistics.median(walls), 2),
-      "unit": "images/s", "batch": size, "compile_s": round(compile_s, 3),
+      "value": round(images_per_s, 2),
+      "unit": "images/s", "batch": size, "compile_s": round(timer.compile_s, 3),
       "step_s_median": round(statistics.median(walls), 6),
       "cpu_s_per_step": round(statistics.median(cpus), 4),
-      "xla_temp_mb": round(memory.temp_size_in_bytes / 2**20, 1),
-      "peak_rss_mb": round(peak_rss_mb(), 1), "devices": _devices()}
+      "steps": len(walls),
+      "xla_temp_mb": round(timer.memory.temp_size_in_bytes / 2**20, 1),
+      "peak_rss_mb": round(peak_rss_mb(), 1),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": _devices()}
+  if baselines:
+    baseline_walls = [w for run in baselines for w in run["walls"]]
+    baseline_value = size / statistics.median(baseline_walls)
+    result.update({
+        "baseline": baseline.BASELINE_COMMIT,
+        "baseline_value": round(baseline_value, 2),
+        "baseline_rounds": [round(size / run["step_s_median"], 2)
+                            for run in baselines],
+        "baseline_cpu_s_per_step": round(statistics.median(
+            run["cpu_s_per_step"] for run in baselines), 4),
+        "baseline_compile_s": round(baselines[0]["compile_s"], 3),
+        "baseline_nbflows_file": baselines[0]["nbflows_file"],
+        "speedup": round(images_per_s / baseline_value, 3),
+        "param_tree_equal": (baselines[0]["param_tree"]
+                             == driver.param_tree_digest(params)),
+        "max_abs_logprob_diff_vs_baseline": gap})
+  return result
 
 
 def _floor(flops_per_image: float, name: str) -> Dict[str, float]:

@@ -95,9 +95,13 @@ def _add_flow_jobs(jobs) -> None:
   train = jobs.add_parser("train", help="training throughput (images/s)")
   _flow_target_args(train, steps=10)
   train.add_argument("--rounds", type=int, default=1,
-                     help="blocks of --steps, each after one peer run")
+                     help="blocks of --steps, each after one peer or "
+                     "baseline run")
   train.add_argument("--vs-peer", action="store_true",
                      help="also run torch_realnvp.py (--arch only)")
+  train.add_argument("--vs-baseline", action="store_true",
+                     help="also run the step of the baseline commit "
+                     "(train.benchmarks.baseline; --model only)")
   train.set_defaults(run=_train_job)
   for name, run in (("logprob", benchmark_flows.logprob_job),
                     ("sample", benchmark_flows.sample_job)):
