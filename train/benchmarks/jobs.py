@@ -31,6 +31,8 @@ Subcommands:
   matmul   the float32 matmul rate that the floors divide by.
   resume   seconds for the input pipeline to start at a resumed step
            (`--steps 10 100000`), against the replay it replaced.
+  suite    every job above in one command, each in its own process
+           (`train.benchmarks.suite`), one JSON line per job.
 
   python -m train.benchmark train --arch conv --steps 5 --rounds 3 --vs-peer
   python -m train.benchmark train --model ncl --data mnist5k
@@ -42,13 +44,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, Dict, List, Optional
 
 from nbflows.bijectors import couplers
+from train.benchmarks import device as benchmark_device
 from train.benchmarks import flows as benchmark_flows
 from train.benchmarks import knn as benchmark_index
 from train.benchmarks import peer_models as benchmark_models
 from train.benchmarks import resume as benchmark_resume
+from train.benchmarks import suite as benchmark_suite
 
 MODELS = ("ncl", "nct", "rnvp")
 DATASETS = ("digits", "mnist5k")
@@ -125,8 +130,8 @@ def _add_flow_jobs(jobs) -> None:
   matmul.set_defaults(run=benchmark_flows.matmul_job)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-  """Parses the subcommand and prints its one JSON line."""
+def build_parser() -> argparse.ArgumentParser:
+  """The command line: one subcommand per job."""
   parser = argparse.ArgumentParser(
       prog="python -m train.benchmark", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +141,16 @@ def main(argv: Optional[List[str]] = None) -> None:
   benchmark_index.add_index_job(jobs)
   _add_flow_jobs(jobs)
   benchmark_resume.add_resume_job(jobs)
+  benchmark_suite.add_suite_job(jobs)
+  return parser
 
-  args = parser.parse_args(argv)
-  print(json.dumps(args.run(args)), flush=True)
+
+def main(argv: Optional[List[str]] = None) -> None:
+  """Parses the subcommand and prints its one JSON line."""
+  args = build_parser().parse_args(argv)
+  result = args.run(args)
+  if "device" not in result:     # the suite's line names it, without JAX
+    result["device"] = benchmark_device.describe()
+  print(json.dumps(result), flush=True)
+  if result.get("failed"):
+    sys.exit(f"train.benchmark {args.job}: failed {result['failed']}")
