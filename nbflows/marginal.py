@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nbflows import shape_buckets
 from nbflows import units
 from nbflows.models import base
 from nbflows.models import protocols
@@ -170,14 +171,6 @@ def unique_rows(conditions: Conditions) -> Tuple[np.ndarray, np.ndarray]:
   return first, np.log(totals / totals.sum())
 
 
-def _padded(array: np.ndarray, size: int) -> np.ndarray:
-  """Pads axis 0 to `size` by repeating the first entry (results dropped)."""
-  if len(array) == size:
-    return array
-  pad = np.repeat(array[:1], size - len(array), axis=0)
-  return np.concatenate([array, pad])
-
-
 def _batches(num: int, size: int):
   for start in range(0, num, size):
     yield slice(start, min(start + size, num))
@@ -200,7 +193,7 @@ def _conditional_matrix(model: base.DensityModel, params, x: np.ndarray,
   """[len(rows), B] log p(x_b | condition of row j), blocks of rows."""
   out = []
   for block in _batches(len(rows), block_size):
-    conds = _padded(gather(conditions, rows[block]), block_size)
+    conds = shape_buckets.pad_rows(gather(conditions, rows[block]), block_size)
     out.append(np.asarray(_pairwise_log_probs(
         model.module, params, jnp.asarray(x), jnp.asarray(conds))
                          )[:block.stop - block.start])
@@ -238,14 +231,14 @@ def ncl_statistics(model: protocols.LatentGaussians, params,
   size = min(batch_size, len(images))
   latents = np.concatenate([
       np.asarray(model.latents_and_logdet(params, jnp.asarray(
-          _padded(images[block], size)))[0])[:block.stop - block.start]
+          shape_buckets.pad_rows(images[block], size)))[0])[:block.stop - block.start]
       for block in _batches(len(images), size)])
   neighbourhood_latents = latents[members.reshape(indices.shape)]
   means, log_scales = [], []
   size = min(batch_size, len(indices))
   for block in _batches(len(indices), size):
     mean, log_scale = model.neighbourhood_gaussians(params, jnp.asarray(
-        _padded(neighbourhood_latents[block], size)))
+        shape_buckets.pad_rows(neighbourhood_latents[block], size)))
     num = block.stop - block.start
     means.append(np.asarray(mean).reshape(size, -1)[:num])
     log_scales.append(np.asarray(log_scale).reshape(size, -1)[:num])
@@ -275,8 +268,8 @@ def _ncl_matrix(model: protocols.LatentGaussians, params, x: np.ndarray,
   out = []
   for block in _batches(len(statistics.mean), block_size):
     out.append(np.asarray(_gaussian_matrix(
-        z, jnp.asarray(_padded(statistics.mean[block], block_size)),
-        jnp.asarray(_padded(statistics.log_scale[block], block_size))
+        z, jnp.asarray(shape_buckets.pad_rows(statistics.mean[block], block_size)),
+        jnp.asarray(shape_buckets.pad_rows(statistics.log_scale[block], block_size))
     ))[:block.stop - block.start])
   return np.concatenate(out) + np.asarray(logdet)[None]
 
@@ -339,7 +332,7 @@ def _marginal_and_ratios(model: base.DensityModel, params, x: Array,
   out, ratio_sums = [], np.zeros(len(rows))
   for block in _batches(len(x), batch_size):
     num = block.stop - block.start
-    log_probs = np.asarray(matrix(_padded(x[block], batch_size)),
+    log_probs = np.asarray(matrix(shape_buckets.pad_rows(x[block], batch_size)),
                            np.float64)[:, :num]                 # [R, b]
     log_marginal = _log_mean_exp(log_probs, log_weights)
     ratio_sums += np.exp(log_probs - log_marginal[None]).sum(axis=1)
