@@ -254,3 +254,32 @@ def test_stale_and_truncated_indices_name_the_file_and_rebuild_index(
   for settings, path in zip((config.neighbours, free), paths):
     rebuilt = index_lib.load(path, splits, settings)
     assert rebuilt.data_hashes == index_lib.data_hashes(splits)
+
+
+def test_a_damaged_best_checkpoint_is_read_from_its_latest_twin(tmp_path,
+                                                                 monkeypatch):
+  """The test report of a rerun reads the best step from checkpoints/ when
+  best/ is damaged: the same parameters, the same test bits/dim."""
+  from nbflows.data import sources
+  from tiny_flow import tiny_model
+  # The four validations say step 4 is the best (the rerun validates none,
+  # and the test evaluations are left as they are).
+  validation_bpd, original = [3.0, 2.0, 2.5, 2.6], evaluate.evaluate_split
+  monkeypatch.setattr(evaluate, "evaluate_split", lambda *a, **k: dict(
+      original(*a, **k), **({"bpd": validation_bpd.pop(0)}
+                            if validation_bpd else {})))
+  config = default.get_config("quick")
+  config.update_from_flattened_dict({
+      "dataset": "two_rectangles", "num_train_steps": 8, "batch_size": 8,
+      "eval_every_steps": 2, "checkpoint_every_steps": 4,
+      "optimizer.warmup_steps": 0})
+  workdir = str(tmp_path / "run")
+  splits = sources.load("two_rectangles", num_toy_examples=400)
+  first = trainer.train(config, workdir, tiny_model(), splits)
+  assert first["checkpoint_step"] == 4
+  truncate(os.path.join(workdir, "best", "4", "params", "_METADATA"))
+  with pytest.warns(checkpoint_fallback.CheckpointFallbackWarning,
+                    match="best/4 .*loaded .*checkpoints/4"):
+    again = trainer.train(config, workdir, tiny_model(), splits)
+  assert again["checkpoint_step"] == 4
+  assert again["test_bpd"] == first["test_bpd"]

@@ -458,13 +458,20 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 
 def _best_state(checkpointer: checkpoint_lib.Checkpointer,
                 run: _Run) -> state_lib.TrainState:
-  """The state of the best checkpoint by validation (`run.state` if last)."""
+  """The state of the best checkpoint by validation (`run.state` if last).
+
+  If the best checkpoint cannot be read, its twin among the latest ones (the
+  same step) is, with a `CheckpointFallbackWarning`.
+  """
   checkpoint_step = checkpointer.best_step()
   if checkpoint_step is None or checkpoint_step == run.step:
     return run.state
-  state, _ = checkpointer.restore(checkpoint_step,
-                                  _abstract(run.state, run.state_sharding),
-                                  which="best")
+  twins = [("latest", step) for step in checkpointer.latest_steps()
+           if step == checkpoint_step]
+  abstract = _abstract(run.state, run.state_sharding)
+  (state, _), _, _ = checkpoint_fallback.first_readable(
+      checkpointer.workdir, [("best", checkpoint_step)] + twins,
+      lambda which, step: checkpointer.restore(step, abstract, which=which))
   return state
 
 
