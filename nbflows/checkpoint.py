@@ -52,6 +52,14 @@ CONVERT_COMMAND = "python -m train.convert_checkpoint"
 PyTree = Any
 
 
+class CheckpointMismatchError(ValueError):
+  """A readable checkpoint of another model config, or of the old layout."""
+
+
+class UnreadableConfigError(ValueError):
+  """A workdir's config.json is truncated or damaged."""
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes `config` as JSON to `workdir/config.json` (process 0 only)."""
   if jax.process_index() != 0:
@@ -76,13 +84,24 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
   Raises:
     FileNotFoundError: if `workdir` holds no config.json.
+    UnreadableConfigError: if it is not valid JSON (truncated or damaged);
+      the message names the file and how to write it again.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist; expected the config.json "
                             "that training writes into its workdir")
   with open(path) as f:
-    values = _lists_to_tuples(json.load(f))
+    text = f.read()
+  try:
+    values = _lists_to_tuples(json.loads(text))
+  except ValueError as e:
+    raise UnreadableConfigError(
+        f"{path} is not valid JSON ({e}; the file has {len(text)} bytes): it "
+        "is truncated or damaged. Restore it from a copy, or write it again "
+        "from the run's config: `python -m train.main --config <the run's "
+        f"config> --workdir {workdir}` rewrites it (and resumes the run), as "
+        "does nbflows.checkpoint.save_config(config, workdir)") from e
   config = ml_collections.ConfigDict(values)
   config.lock()
   return config
@@ -218,6 +237,14 @@ def latest_step(workdir: str, which: str = "latest") -> Optional[int]:
   return step
 
 
+def all_steps(workdir: str, which: str) -> List[int]:
+  """The complete steps of `checkpoints_dir(workdir, which)`, newest first."""
+  reader = manager(checkpoints_dir(workdir, which), {}, None, read_only=True)
+  steps = sorted(reader.all_steps(), reverse=True)
+  reader.close()
+  return steps
+
+
 def chosen_checkpoint(workdir: str, which: Optional[str] = None
                       ) -> Tuple[str, Optional[int]]:
   """(which, step) of a run's checkpoint to load.
@@ -234,12 +261,12 @@ def check_layout(step_dir: str) -> None:
   """Raises if `step_dir` is a checkpoint written before this layout.
 
   Raises:
-    ValueError: naming the command that converts the workdir.
+    CheckpointMismatchError: naming the command that converts the workdir.
   """
   if (os.path.isdir(os.path.join(step_dir, OLD_STATE_ITEM))
       and not os.path.isdir(os.path.join(step_dir, PARAMS_ITEM))):
     workdir = os.path.dirname(os.path.dirname(step_dir))
-    raise ValueError(
+    raise CheckpointMismatchError(
         f"checkpoint {step_dir} holds one item {OLD_STATE_ITEM!r} (the layout "
         f"before items {PARAMS_ITEM!r} and {STEP_ITEM!r}); convert the run "
         f"with `{CONVERT_COMMAND} {workdir}`")
@@ -270,11 +297,12 @@ def check_params(step_dir: str, expected: PyTree,
     config_diff: lines from `config_differences`, included in the error.
 
   Raises:
-    ValueError: naming the differing parameters and config fields.
+    CheckpointMismatchError: naming the differing parameters and config
+      fields.
   """
   mismatches = param_mismatches(stored_params(step_dir), expected)
   if mismatches:
-    raise ValueError(_mismatch_message(step_dir, mismatches,
+    raise CheckpointMismatchError(_mismatch_message(step_dir, mismatches,
                                        config_diff or []))
 
 

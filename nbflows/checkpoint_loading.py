@@ -15,7 +15,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional, Tuple
 
 import jax
@@ -57,7 +56,9 @@ def load_checkpoint(workdir: str,
   """Rebuilds the model of a training run and restores its parameters.
 
   Only the checkpoint's "params" item is read (`nbflows.checkpoint`): no
-  optimizer is built and its state is never loaded.
+  optimizer is built and its state is never loaded. A checkpoint that
+  cannot be read (damaged files) is skipped for the previous one with a
+  warning (`nbflows.checkpoint_fallback`).
 
   Args:
     workdir: the run's directory.
@@ -71,40 +72,62 @@ def load_checkpoint(workdir: str,
 
   Raises:
     FileNotFoundError: if `workdir` has no config.json or no checkpoint.
-    ValueError: if the checkpoint was written for another model config (the
-      message names the differing parameters and config fields), or before
-      the layout of `nbflows.checkpoint` (the message names the command that
-      converts it).
+    nbflows.checkpoint.CheckpointMismatchError: if the checkpoint was
+      written for another model config (the message names the differing
+      parameters and config fields), or before the layout of
+      `nbflows.checkpoint` (the message names the command that converts it).
+    nbflows.checkpoint.UnreadableConfigError: for a damaged config.json.
+    nbflows.checkpoint_fallback.UnreadableCheckpointError: if no checkpoint
+      can be read (the message lists them with the reasons).
   """
+  model, params, config, _ = load_checkpoint_with_step(workdir, config, which)
+  return model, params, config
+
+
+def load_checkpoint_with_step(
+    workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+    which: Optional[str] = None
+) -> Tuple[protocols.Trainable, Any, ml_collections.ConfigDict, int]:
+  """`load_checkpoint` plus the step of the checkpoint that loaded."""
   # Imported here: reading checkpoints needs orbax, which plain
   # `import nbflows` does not.
   from nbflows import checkpoint as checkpoint_format  # pylint: disable=g-import-not-at-top
+  from nbflows import checkpoint_fallback  # pylint: disable=g-import-not-at-top
   from nbflows.models import registry  # pylint: disable=g-import-not-at-top
 
   saved = checkpoint_format.load_config(workdir)
   config = saved if config is None else config
-  which, step = checkpoint_format.chosen_checkpoint(workdir, which)
-  if step is None:
+  if which is None:
+    which = checkpoint_format.chosen_checkpoint(workdir)[0]
+  tried = checkpoint_fallback.candidates(workdir, which)
+  if not tried:
     raise FileNotFoundError(
         f"{workdir} holds no {which} checkpoint; expected the workdir of a "
         "training run that saved at least one")
+  if which == "best":    # then the latest ones, past a damaged best
+    tried += checkpoint_fallback.candidates(workdir, "latest")
 
   model = registry.build_model(config)
-  if protocols.offers(model, protocols.Fitted):
-    # Fitted to the data, not trained (the KDE: its centres are the whole
-    # training split), so the parameter shapes are the checkpoint's.
-    abstract = checkpoint_format.stored_params(os.path.join(
-        checkpoint_format.checkpoints_dir(workdir, which), str(step)))
-  else:
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  config_diff = checkpoint_format.config_differences(saved.to_dict(),
+                                                     config.to_dict())
+
+  fitted = protocols.offers(model, protocols.Fitted)
+  if not fitted:
     batch = example_batch(model,
                           index_lib.neighbourhood_size(config.neighbours))
-    abstract = jax.eval_shape(model.init, jax.random.key(0), batch)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      abstract)
-  params, _ = checkpoint_format.restore_params(
-      workdir, abstract, which, step,
-      config_diff=checkpoint_format.config_differences(saved.to_dict(),
-                                                       config.to_dict()))
-  return model, params, config
+    trained = jax.eval_shape(model.init, jax.random.key(0), batch)
+
+  def read(which: str, step: int) -> Any:
+    # A fitted model (the KDE: its centres are the whole training split)
+    # takes its parameter shapes from the checkpoint.
+    abstract = checkpoint_format.stored_params(checkpoint_fallback.step_dir(
+        workdir, which, step)) if fitted else trained
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+        abstract)
+    return checkpoint_format.restore_params(workdir, abstract, which, step,
+                                            config_diff=config_diff)[0]
+
+  params, _, step = checkpoint_fallback.first_readable(workdir, tried, read)
+  return model, params, config, step

@@ -25,6 +25,8 @@ def define_flags() -> None:
                     f"{', '.join(requested_metrics.METRICS)} (default: "
                     "config.eval.metrics, "
                     "else the model family's default).")
+  flags.DEFINE_bool("rebuild_index", False, "Build the neighbour indices "
+                    "again, overwriting a stale or damaged cached one.")
   runtime.define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -33,7 +35,7 @@ def main(argv):
   del argv
   with runtime.entry_point(flags.FLAGS):
     evaluate.evaluate(flags.FLAGS.config, flags.FLAGS.workdir,
-                      flags.FLAGS.metrics)
+                      flags.FLAGS.metrics, flags.FLAGS.rebuild_index)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, "
                     "samples and eval.json.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
                   "first (multi-host training).")
+flags.DEFINE_bool("rebuild_index", False, "Build the neighbour indices "
+                  "again, overwriting a stale or damaged cached one.")
 runtime.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
@@ -39,7 +41,8 @@ def main(argv):
       jax.distributed.initialize()
     logging.info("process %d of %d, %d devices", jax.process_index(),
                  jax.process_count(), jax.device_count())
-    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    results = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                         FLAGS.rebuild_index)
   if results["preempted"]:
     logging.warning("stopped by SIGTERM after %d steps; rerun to resume",
                     results["steps_trained"])

@@ -26,7 +26,9 @@ squared distances in feature space, the PCA basis (or the centres and
 prototypes), the settings it was built with and a SHA-256 hash of each
 split's images and labels. Loading checks all of them: a file made for other
 data or other settings raises `IndexMismatchError` naming what differs,
-rather than being reused; `rebuild=True` overwrites it.
+rather than being reused, and a truncated or damaged file raises
+`UnreadableIndexError`; both messages name the file and the remedy
+(`rebuild=True`, on the command line `--rebuild_index`, overwrites it).
 
 Example:
   >>> import tempfile
@@ -45,6 +47,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -61,8 +64,17 @@ FeatureHook = Callable[[np.ndarray], np.ndarray]
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "nbflows", "neighbours")
 
 
+REBUILD_REMEDY = ("rebuild it: --rebuild_index on the command line "
+                  "(python -m train.main, train.evaluate), rebuild=True in "
+                  "build_or_load, or delete the file")
+
+
 class IndexMismatchError(ValueError):
   """A saved neighbour index does not match the data or the settings asked for."""
+
+
+class UnreadableIndexError(IndexMismatchError):
+  """A saved neighbour index cannot be read (truncated or damaged)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,15 +358,24 @@ def load(path: str, splits: sources.Splits, config: Any,
 
   Raises:
     IndexMismatchError: if the file's format version, settings or data hashes
-      differ from the expected ones; the message names each difference.
+      differ from the expected ones; the message names each difference and
+      how to rebuild it.
+    UnreadableIndexError: if the file is not a complete index (truncated,
+      damaged); the message names the file and how to rebuild it.
   """
-  with np.load(path, allow_pickle=False) as f:
-    arrays = dict(f)
-  version = int(arrays["format_version"])
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = dict(f)
+    version = int(arrays["format_version"])
+  except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as e:
+    raise UnreadableIndexError(
+        f"neighbour index {path} cannot be read ({type(e).__name__}: {e}); "
+        f"the file is truncated or damaged (a save or a copy cut short). "
+        f"It is a cache: {REBUILD_REMEDY}") from e
   if version != FORMAT_VERSION:
     raise IndexMismatchError(
         f"neighbour index {path} has format version {version}; this nbflows "
-        f"reads version {FORMAT_VERSION}. Rebuild it (rebuild=True)")
+        f"reads version {FORMAT_VERSION}: {REBUILD_REMEDY}")
   stored = json.loads(str(arrays["settings"]))
   hashes = json.loads(str(arrays["data_hashes"]))
   expected = settings_of(splits, config, features_name)
@@ -370,7 +391,8 @@ def load(path: str, splits: sources.Splits, config: Any,
   if differences:
     raise IndexMismatchError(
         f"neighbour index {path} does not match: " + "; ".join(differences)
-        + ". Rebuild it (rebuild=True) or point to another file")
+        + f". Point to the file of these data and settings, or "
+        f"{REBUILD_REMEDY}")
   pca = None
   if "pca_mean" in arrays:
     pca = pca_lib.PCA(arrays["pca_mean"], arrays["pca_components"],

@@ -44,6 +44,7 @@ from nbflows.neighbours import index as index_lib
 from train.evaluation import requested_metrics
 from train.loop import checkpoint as checkpoint_lib
 from train.loop import sharding
+from train.loop import workdir_lock
 
 Array = jax.Array
 EVAL_FILE = "eval.json"
@@ -51,13 +52,16 @@ SAMPLES_FILE = "samples.png"
 NEIGHBOURHOOD_ROWS = 8     # neighbourhoods in samples.png (paper 1, Fig. 3)
 
 
-def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable
-              ) -> Tuple[sources.Splits, Any]:
+def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable,
+              rebuild_index: bool = False) -> Tuple[sources.Splits, Any]:
   """Loads the dataset and, for neighbour-conditioned models, the index.
 
   Args:
     config: the run's config (dataset, data_dir, data.*, neighbours.*).
     model: the model; its `condition_kind` decides whether an index is built.
+    rebuild_index: build the run's indices again (also the label-free one
+      the test report reads, `label_free_neighbours`), overwriting cached
+      files (`--rebuild_index`).
 
   Returns:
     (splits, neighbour index or None).
@@ -68,15 +72,20 @@ def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable
       test_fraction=config.data.test_fraction)
   index = None
   if model.condition_kind == "neighbours":
-    index = build_index(splits, config.neighbours, config)
+    index = build_index(splits, config.neighbours, config, rebuild_index)
+    free = label_free_neighbours(config.neighbours)
+    if rebuild_index and free is not None:
+      build_index(splits, free, config, rebuild=True)
   return splits, index
 
 
 def build_index(splits: sources.Splits,
                 neighbours: ml_collections.ConfigDict,
-                config: ml_collections.ConfigDict) -> index_lib.NeighbourIndex:
+                config: ml_collections.ConfigDict,
+                rebuild: bool = False) -> index_lib.NeighbourIndex:
   """The (cached) neighbour index of `neighbours` settings for a run."""
-  return index_lib.build_or_load(splits, neighbours, config.data_dir or None)
+  return index_lib.build_or_load(splits, neighbours, config.data_dir or None,
+                                 rebuild=rebuild)
 
 
 def neighbourhood_protocol(neighbours: ml_collections.ConfigDict) -> str:
@@ -353,9 +362,13 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             metrics: Optional[Union[str, Sequence[str]]] = None
-             ) -> Dict[str, Any]:
+             metrics: Optional[Union[str, Sequence[str]]] = None,
+             rebuild_index: bool = False) -> Dict[str, Any]:
   """Evaluates the best (else latest) checkpoint of `workdir` on test.
+
+  The workdir is locked (`workdir_lock`) while it runs; a damaged
+  checkpoint is skipped for the previous readable one
+  (`nbflows.checkpoint_fallback`), whose step eval.json reports.
 
   Args:
     config: the config to evaluate with; its model must match the
@@ -364,6 +377,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     metrics: names from `requested_metrics.METRICS`, e.g.
       "bpd,marginal_bpd,fd,prd" (default: `config.eval.metrics`, else the
       model family's `requested_metrics.default_metrics`).
+    rebuild_index: build the neighbour indices again (`load_data`).
 
   Returns:
     eval.json's contents (also written to `workdir/eval.json`).
@@ -371,19 +385,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     ValueError: for an unknown metric name (listing the valid ones) or one
       the model cannot report.
+    workdir_lock.WorkdirLockedError: if another run holds the workdir.
   """
   if metrics is not None:
     requested_metrics.parse_metrics(metrics)  # fail before loading
-  model, params, config = checkpoint_loading.load_checkpoint(workdir, config)
-  requested_metrics.chosen_metrics(
-      config, model, sources.dataset_info(config.dataset), metrics)
-  checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
-  steps_trained = checkpointer.latest_step()
-  best_step = checkpointer.best_step()
-  checkpointer.close()
-  mesh = sharding.make_mesh()
-  params = jax.device_put(params, sharding.replicated(mesh))
-  splits, index = load_data(config, model)
-  return write_test_report(
-      config, workdir, model, params, splits, index, mesh, steps_trained,
-      steps_trained if best_step is None else best_step, metrics=metrics)
+  with workdir_lock.hold(workdir):
+    model, params, config, step = checkpoint_loading.load_checkpoint_with_step(
+        workdir, config)
+    requested_metrics.chosen_metrics(
+        config, model, sources.dataset_info(config.dataset), metrics)
+    checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
+    steps_trained = checkpointer.latest_step()
+    checkpointer.close()
+    mesh = sharding.make_mesh()
+    params = jax.device_put(params, sharding.replicated(mesh))
+    splits, index = load_data(config, model, rebuild_index)
+    return write_test_report(config, workdir, model, params, splits, index,
+                             mesh, steps_trained, step, metrics=metrics)

@@ -31,6 +31,7 @@ import optax
 
 from nbflows.data import sources
 from nbflows.models import protocols
+from train.loop import workdir_lock
 
 Array = jax.Array
 
@@ -142,25 +143,29 @@ def train_classifier(model: protocols.ExemplarSampler, params: Any,
 
 def augment(workdir: str, weight: float, steps: int, compare: bool,
             hidden: Sequence[int], seed: int) -> Dict[str, Any]:
-  """Loads the run in `workdir`, trains the classifiers, writes augment.json."""
+  """Loads the run in `workdir`, trains the classifiers, writes augment.json.
+
+  The workdir is locked while it runs (`workdir_lock`).
+  """
   from nbflows import checkpoint_loading  # pylint: disable=g-import-not-at-top
-  model, params, config = checkpoint_loading.load_checkpoint(workdir)
-  if not protocols.offers(model, protocols.ExemplarSampler):
-    raise ValueError(f"the run in {workdir} trained model {config.model!r}; "
-                     "augmentation needs an Exemplar VAE (model 'evae')")
-  splits = sources.load(config.dataset, config.data_dir or None,
-                        validation_fraction=config.data.validation_fraction,
-                        test_fraction=config.data.test_fraction)
-  results: Dict[str, Any] = {"weight": weight, "steps": steps,
-                             "hidden": list(hidden), "seed": seed}
-  augmented = train_classifier(model, params, splits, weight, steps, hidden,
+  with workdir_lock.hold(workdir):  # it writes augment.json
+    model, params, config = checkpoint_loading.load_checkpoint(workdir)
+    if not protocols.offers(model, protocols.ExemplarSampler):
+      raise ValueError(f"the run in {workdir} trained model {config.model!r}; "
+                       "augmentation needs an Exemplar VAE (model 'evae')")
+    splits = sources.load(config.dataset, config.data_dir or None,
+                          validation_fraction=config.data.validation_fraction,
+                          test_fraction=config.data.test_fraction)
+    results: Dict[str, Any] = {"weight": weight, "steps": steps,
+                               "hidden": list(hidden), "seed": seed}
+    augmented = train_classifier(model, params, splits, weight, steps, hidden,
+                                 seed=seed)
+    results.update({f"augmented_{k}": v for k, v in augmented.items()})
+    if compare:
+      plain = train_classifier(model, params, splits, 1.0, steps, hidden,
                                seed=seed)
-  results.update({f"augmented_{k}": v for k, v in augmented.items()})
-  if compare:
-    plain = train_classifier(model, params, splits, 1.0, steps, hidden,
-                             seed=seed)
-    results.update({f"plain_{k}": v for k, v in plain.items()})
-  with open(os.path.join(workdir, "augment.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  print(json.dumps(results))
-  return results
+      results.update({f"plain_{k}": v for k, v in plain.items()})
+    with open(os.path.join(workdir, "augment.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    print(json.dumps(results))
+    return results

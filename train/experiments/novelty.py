@@ -40,6 +40,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -62,6 +63,7 @@ from nbflows.neighbours import index as index_lib
 from train.evaluation import evaluate as evaluate_lib
 from train.loop import sharding
 from train.loop import trainer
+from train.loop import workdir_lock
 
 NOVELTY_FILE = "novelty.json"
 SCORES_FILE = "scores.npz"
@@ -269,6 +271,8 @@ def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
 
   Raises:
     ValueError: as `run_novelty`, or for configs of different datasets.
+    workdir_lock.WorkdirLockedError: if another run holds one of the
+      workdirs (each is locked while it runs).
   """
   configs = list(runs.values())
   data_settings = sorted({
@@ -303,9 +307,12 @@ def run_side_by_side(runs: Mapping[str, ml_collections.ConfigDict],
       "classes": classes, "per_class": {}, "mean_auroc": None, "details": {},
       "num_train_steps": run_config.num_train_steps,
       "config": run_config.to_dict()} for workdir, run_config in runs.items()}
-  with compilation_cache.reused_compilations(os.path.join(
-      os.path.commonpath([os.path.abspath(w) for w in runs]),
-      COMPILATION_CACHE_DIR)):
+  with contextlib.ExitStack() as stack:
+    for workdir in runs:
+      stack.enter_context(workdir_lock.hold(workdir))
+    stack.enter_context(compilation_cache.reused_compilations(os.path.join(
+        os.path.commonpath([os.path.abspath(w) for w in runs]),
+        COMPILATION_CACHE_DIR)))
     for c in classes:
       for workdir, run_config in runs.items():
         details = run_class(run_config, workdir, splits, c, mesh)

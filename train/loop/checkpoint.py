@@ -37,6 +37,7 @@ from nbflows import checkpoint as checkpoint_format
 OPT_STATE_ITEM = "opt_state"
 TRAINER_ITEM = "trainer"
 LOOP_ITEM = "loop"
+UNREADABLE_DIR = "unreadable_checkpoints"   # where `set_aside` moves them
 PyTree = Any
 
 
@@ -137,6 +138,30 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     """The step of the newest complete checkpoint, or None."""
     return self._latest.latest_step()
+
+  def latest_steps(self) -> List[int]:
+    """The steps of the complete latest checkpoints, newest first."""
+    return sorted(self._latest.all_steps(), reverse=True)
+
+  def set_aside(self, step: int) -> str:
+    """Moves the latest checkpoint of `step` out of the way, kept whole.
+
+    For a checkpoint that cannot be read: training from an earlier step
+    saves `step` again, which orbax refuses while the old one is there.
+
+    Returns:
+      Its new directory, `workdir/UNREADABLE_DIR/<step>[.n]`.
+    """
+    self._latest.wait_until_finished()
+    target = os.path.join(self.workdir, UNREADABLE_DIR, str(step))
+    suffix = 0
+    while os.path.exists(target):
+      suffix += 1
+      target = os.path.join(self.workdir, UNREADABLE_DIR, f"{step}.{suffix}")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(os.path.join(self._latest.directory, str(step)), target)
+    self._latest.reload()
+    return target
 
   def best_step(self) -> Optional[int]:
     """The step of the best checkpoint by validation metric, or None."""

@@ -3,8 +3,10 @@
 Importable (from Colab too); `train.main` only parses flags and calls it.
 One run:
 
-  1. validate the config, build the model (`nbflows.build_model`), load the
-     data and, for neighbour-conditioned models, the neighbour index;
+  1. validate the config, lock the workdir (`workdir_lock`: a second run in
+     it refuses before writing anything), build the model
+     (`nbflows.build_model`), load the data and, for neighbour-conditioned
+     models, the neighbour index;
   2. resume from the latest checkpoint in `workdir` if there is one
      (parameters, optimizer state, step, RNG, early-stopping bookkeeping and
      the data-iterator position), else initialise from the first batch;
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
 import threading
 import time
@@ -47,6 +48,7 @@ import optax
 import tqdm
 
 from nbflows import checkpoint as checkpoint_format
+from nbflows import checkpoint_fallback
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
@@ -57,6 +59,7 @@ from train.loop import fitting
 from train.loop import metric_writer
 from train.loop import sharding
 from train.loop import state as state_lib
+from train.loop import workdir_lock
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -269,13 +272,21 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     ValueError: if the batch size does not split over the devices, or the
       workdir holds checkpoints of another model.
     TypeError: if the model offers neither `Fitted` nor `Trainable`.
+    workdir_lock.WorkdirLockedError: if another run holds the workdir
+      (nothing is written).
     NonFiniteTrainingError: after too many consecutive non-finite steps.
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
   sharding.check_batch_size(config.batch_size, mesh)
-  if protocols.offers(model, protocols.Fitted):  # fitted to the whole split
-    return fitting.fit_and_evaluate(config, workdir, model, splits, index,
-                                    mesh)
+  with workdir_lock.hold(workdir):
+    if protocols.offers(model, protocols.Fitted):  # fitted to the whole split
+      return fitting.fit_and_evaluate(config, workdir, model, splits, index,
+                                      mesh)
+    return _train(config, workdir, model, splits, index, mesh)
+
+
+def _train(config, workdir, model, splits, index, mesh) -> Dict[str, Any]:
+  """`train` of a `Trainable` model, the workdir locked."""
   protocols.require(model, protocols.Trainable, "training by gradient steps")
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.keep_checkpoints)
   run = _initial_run(config, workdir, model, splits, index, mesh,
@@ -356,8 +367,13 @@ def _initial_run(config, workdir, model, splits, index, mesh,
                     in_shardings=(replicated, sharding.data_sharding(mesh)),
                     out_shardings=state_sharding)
   if step:
-    state, loop = _restore(config, workdir, checkpointer, step,
-                           _abstract(abstract_state, state_sharding))
+    state, loop, restored = _restore(config, workdir, checkpointer,
+                                     _abstract(abstract_state, state_sharding))
+    if restored != step:   # past unreadable checkpoints
+      step = restored
+      batches = pipeline.train_iterator(splits, index, config, config.seed,
+                                        start_step=step)
+      first = sharding.shard_batch(next(batches), mesh)
   else:
     state, loop = init_fn(key, first), {
         "best_value": None, "best_step": None,
@@ -442,26 +458,51 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 
 def _best_state(checkpointer: checkpoint_lib.Checkpointer,
                 run: _Run) -> state_lib.TrainState:
-  """The state of the best checkpoint by validation (`run.state` if last)."""
+  """The state of the best checkpoint by validation (`run.state` if last).
+
+  If the best checkpoint cannot be read, its twin among the latest ones (the
+  same step) is, with a `CheckpointFallbackWarning`.
+  """
   checkpoint_step = checkpointer.best_step()
   if checkpoint_step is None or checkpoint_step == run.step:
     return run.state
-  state, _ = checkpointer.restore(checkpoint_step,
-                                  _abstract(run.state, run.state_sharding),
-                                  which="best")
+  twins = [("latest", step) for step in checkpointer.latest_steps()
+           if step == checkpoint_step]
+  abstract = _abstract(run.state, run.state_sharding)
+  (state, _), _, _ = checkpoint_fallback.first_readable(
+      checkpointer.workdir, [("best", checkpoint_step)] + twins,
+      lambda which, step: checkpointer.restore(step, abstract, which=which))
   return state
 
 
-def _restore(config, workdir, checkpointer, step, abstract_state):
-  """Restores the state and loop bookkeeping saved at `step`."""
-  config_path = os.path.join(workdir, checkpoint_format.CONFIG_FILE)
-  saved_config = (checkpoint_format.load_config(workdir).to_dict()
-                  if os.path.exists(config_path) else {})
-  state, loop = checkpointer.restore(
-      step, abstract_state, config_diff=checkpoint_format.config_differences(
-          saved_config, config.to_dict()))
+def _restore(config, workdir, checkpointer, abstract_state):
+  """Restores the newest readable latest checkpoint: (state, loop, step).
+
+  Unreadable newer ones are moved aside (`Checkpointer.set_aside`) with a
+  warning, so that training from the restored step can save them again; a
+  damaged config.json is rewritten from `config` (`_initial_run` saves it).
+
+  Raises:
+    UnreadableCheckpointError: if none can be read (nothing is moved).
+  """
+  try:
+    saved_config = checkpoint_format.load_config(workdir).to_dict()
+  except FileNotFoundError:
+    saved_config = {}
+  except checkpoint_format.UnreadableConfigError as e:
+    logging.warning("%s; rewriting it from this run's config", e)
+    saved_config = {}
+  config_diff = checkpoint_format.config_differences(saved_config,
+                                                     config.to_dict())
+  (state, loop), _, step = checkpoint_fallback.first_readable(
+      workdir, [("latest", s) for s in checkpointer.latest_steps()],
+      lambda which, step: checkpointer.restore(
+          step, abstract_state, which=which, config_diff=config_diff))
+  for newer in [s for s in checkpointer.latest_steps() if s > step]:
+    logging.warning("moved unreadable checkpoint of step %d to %s", newer,
+                    checkpointer.set_aside(newer))
   logging.info("resumed from step %d in %s", step, workdir)
-  return state, loop
+  return state, loop, step
 
 
 def _validate(config, model, params, splits, index, mesh, eval_step, step,
@@ -500,14 +541,19 @@ def _validate(config, model, params, splits, index, mesh, eval_step, step,
   return improved
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> Dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       rebuild_index: bool = False) -> Dict[str, Any]:
   """Builds the model and data from `config`, trains, and evaluates on test.
+
+  The workdir is locked (`workdir_lock`) before anything is written, the
+  neighbour indices included.
 
   Args:
     config: e.g. `configs.default.get_config("quick")`.
     workdir: the run's directory (created if needed); rerunning with the same
       workdir resumes from its latest checkpoint.
+    rebuild_index: build the neighbour indices again, overwriting cached
+      ones (a stale or damaged cache; `python -m train.main --rebuild_index`).
 
   Returns:
     See `train`: eval.json's contents (test_bpd, num_params, ...) and
@@ -518,10 +564,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       size that does not split over the devices, or checkpoints in
       `workdir` written for another model.
     NonFiniteTrainingError: after too many consecutive non-finite steps.
+    workdir_lock.WorkdirLockedError: if another run holds the workdir.
   """
   validate_config(config)
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)  # before loading data
-  model = registry.build_model(config)
-  splits, index = evaluate_lib.load_data(config, model)
-  return train(config, workdir, model, splits, index, mesh)
+  with workdir_lock.hold(workdir):
+    model = registry.build_model(config)
+    splits, index = evaluate_lib.load_data(config, model, rebuild_index)
+    return train(config, workdir, model, splits, index, mesh)
