@@ -49,6 +49,7 @@ import tqdm
 
 from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_fallback
+from nbflows import config_fields
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
@@ -71,12 +72,13 @@ class NonFiniteTrainingError(RuntimeError):
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first field with an impossible value.
+  """Raises ConfigError naming the first field with an impossible value.
 
   Unknown fields are already errors (configs are locked); this checks values.
 
   Raises:
-    ValueError: e.g. "config.num_train_steps=0; expected an integer >= 1".
+    ConfigError: (a ValueError) e.g. "config.num_train_steps=0; expected an
+      integer >= 1"; the command lines print it as one line (`train.cli`).
   """
   at_least = {
       "num_train_steps": 1, "batch_size": 1, "eval_batch_size": 1,
@@ -86,30 +88,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       "max_consecutive_nonfinite_steps": 1, "optimizer.warmup_steps": 0,
   }
   for field, low in at_least.items():
-    value = config
-    for part in field.split("."):
-      value = value[part]
+    value = config_fields.get_field(config, field)
     if not isinstance(value, int) or value < low:
-      raise ValueError(
+      raise config_fields.ConfigError(
           f"config.{field}={value!r}; expected an integer >= {low}")
   positive = {"optimizer.learning_rate": config.optimizer.learning_rate,
               "optimizer.grad_clip_norm": config.optimizer.grad_clip_norm}
   for field, value in positive.items():
     if not value > 0:
-      raise ValueError(f"config.{field}={value!r}; expected a number > 0")
+      raise config_fields.ConfigError(
+          f"config.{field}={value!r}; expected a number > 0")
   if not config.optimizer.weight_decay >= 0:
-    raise ValueError(f"config.optimizer.weight_decay="
-                     f"{config.optimizer.weight_decay!r}; expected >= 0")
+    raise config_fields.ConfigError(
+        f"config.optimizer.weight_decay={config.optimizer.weight_decay!r}; "
+        "expected >= 0")
   if config.optimizer.schedule not in state_lib.SCHEDULES:
-    raise ValueError(
+    raise config_fields.ConfigError(
         f"config.optimizer.schedule={config.optimizer.schedule!r}; expected "
         f"one of {state_lib.SCHEDULES}")
   if config.optimizer.warmup_steps >= config.num_train_steps:
-    raise ValueError(
+    raise config_fields.ConfigError(
         f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} is not "
         f"smaller than config.num_train_steps={config.num_train_steps}; the "
         "warm-up must end before the run does")
-  sources.dataset_info(config.dataset)  # raises for an unknown dataset
+  try:
+    sources.dataset_info(config.dataset)
+  except ValueError as error:   # an unknown dataset, naming the known ones
+    raise config_fields.ConfigError(f"config.dataset: {error}") from error
 
 
 def make_train_step(model: protocols.Trainable,
