@@ -50,6 +50,7 @@ import tqdm
 from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_fallback
 from nbflows import config_fields
+from nbflows import image_grid
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
@@ -404,6 +405,7 @@ def _run_steps(config, model, run: _Run, splits, index, mesh, eval_step,
   done = run.done(config)
   preempted = False
   window, previous, tick = [], None, time.time()
+  postfix = {}   # the progress bar's last loss and validation value
   while not done:
     batch = run.first if previous is None else sharding.shard_batch(
         next(run.batches), mesh)
@@ -422,14 +424,18 @@ def _run_steps(config, model, run: _Run, splits, index, mesh, eval_step,
       values["nonfinite_total"] = float(
           jax.device_get(run.state.nonfinite_total))
       writer.write(run.step, "train", values)
-      progress.set_postfix(loss=f"{values['loss']:.4f}")
+      postfix["loss"] = f"{values['loss']:.4f}"
+      progress.set_postfix(postfix)
       window, tick = [], time.time()
     improved = False
     if run.step % config.eval_every_steps == 0 or last:
-      improved = _validate(config, model,
-                           jax.device_put(run.state.params, replicated),
-                           splits, index, mesh, eval_step, run.step, run.loop,
-                           writer)
+      progress.clear()   # the validation's log line gets a line of its own
+      improved, value = _validate(config, model,
+                                  jax.device_put(run.state.params, replicated),
+                                  splits, index, mesh, eval_step, run.step,
+                                  run.loop, writer)
+      postfix[f"val_{model.selection_metric}"] = f"{value:.4f}"
+      progress.set_postfix(postfix)
     preempted = preemption.reached(run.step)
     done = last or preempted or run.loop["stopped_early"]
     if improved or done or run.step % config.checkpoint_every_steps == 0:
@@ -511,11 +517,15 @@ def _restore(config, workdir, checkpointer, abstract_state):
 
 
 def _validate(config, model, params, splits, index, mesh, eval_step, step,
-              loop, writer: metric_writer.MetricWriter) -> bool:
+              loop, writer: metric_writer.MetricWriter) -> Tuple[bool, float]:
   """Runs the validation pass and updates the early-stopping bookkeeping.
 
+  Logs one line ("step 10: validation bits/dim 3.9213 (best 3.9213 at step
+  10)") and writes the metrics and, for images, the run's sample grid
+  (`evaluate.run_samples`) to TensorBoard.
+
   Returns:
-    Whether the validation metric improved on the best so far.
+    Whether the validation metric improved on the best so far, and its value.
   """
   values = evaluate_lib.evaluate_split(
       model, params,
@@ -543,7 +553,14 @@ def _validate(config, model, params, splits, index, mesh, eval_step, step,
   best = loop["best_value"]
   writer.write(step, "validation", dict(
       values, **{f"best_{metric}": float("nan") if best is None else best}))
-  return improved
+  logging.info("step %d: validation %s %.4f (best %s at step %s)", step,
+               "bits/dim" if metric == "bpd" else metric, value,
+               "none" if best is None else f"{best:.4f}", loop["best_step"])
+  if config.num_sample_images and len(splits.info.event_shape) == 3:
+    rows = evaluate_lib.run_samples(config, model, params, splits, index)
+    writer.write_image(step, "samples",
+                       image_grid.tile(rows, splits.info.num_levels or 1))
+  return improved, value
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
