@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -27,19 +28,43 @@ def digits_run(tmp_path_factory):
   return workdir, results
 
 
-def tensorboard_scalars(directory):
-  """{tag: [(step, value)]} from the event files in `directory`."""
+def tensorboard_events(directory):
+  """({tag: [(step, value)]}, {tag: [(step, uint8 [H, W, C])]}): the scalars
+  and images of the event files in `directory`."""
   from nbflows.data import sources
   tf = sources.import_tensorflow()
-  scalars = {}
+  scalars, images = {}, {}
   for name in sorted(os.listdir(directory)):
     for record in tf.data.TFRecordDataset(os.path.join(directory, name)):
       event = tf.compat.v1.Event.FromString(record.numpy())
       for value in event.summary.value:
-        assert value.metadata.plugin_data.plugin_name == "scalars"
-        scalars.setdefault(value.tag, []).append(
-            (event.step, float(tf.make_ndarray(value.tensor))))
-  return scalars
+        tensor = tf.make_ndarray(value.tensor)
+        if value.metadata.plugin_data.plugin_name == "images":
+          width, height, png = tensor
+          image = tf.io.decode_png(png).numpy()
+          assert image.shape[:2] == (int(height), int(width))
+          images.setdefault(value.tag, []).append((event.step, image))
+        else:
+          assert value.metadata.plugin_data.plugin_name == "scalars"
+          scalars.setdefault(value.tag, []).append((event.step,
+                                                    float(tensor)))
+  return scalars, images
+
+
+def test_metric_writer_images_round_trip_through_the_event_file(tmp_path):
+  from train.loop import metric_writer
+  writer = metric_writer.MetricWriter(str(tmp_path))
+  grid = np.linspace(0, 1, 5 * 7 * 3).reshape(5, 7, 3)
+  writer.write_image(3, "samples", grid)
+  writer.write_image(6, "samples", grid[..., :1] * 0.5)
+  with pytest.raises(ValueError, match=r"shape \(5, 7\); expected"):
+    writer.write_image(9, "samples", grid[..., 0])
+  writer.close()
+  _, images = tensorboard_events(str(tmp_path / "tensorboard"))
+  (step_a, image_a), (step_b, image_b) = images["samples"]
+  assert (step_a, step_b) == (3, 6)
+  np.testing.assert_array_equal(image_a, np.round(grid * 255))
+  np.testing.assert_array_equal(image_b, np.round(grid[..., :1] * 127.5))
 
 
 def read_jsonl(path):
@@ -70,11 +95,19 @@ def test_train_and_evaluate_on_digits_writes_every_output(digits_run):
   assert [l["step"] for l in validation] == [10, 20]
   test_lines = [l for l in lines if l["split"] == "test"]
   assert test_lines[0]["values"]["bpd"] == pytest.approx(saved["test_bpd"])
-  events = tensorboard_scalars(os.path.join(workdir, "tensorboard"))
+  events, images = tensorboard_events(os.path.join(workdir, "tensorboard"))
   steps, values = zip(*events["validation/bpd"])
   assert steps == (10, 20)
   assert values == pytest.approx([l["values"]["bpd"] for l in validation])
   assert [step for step, _ in events["train/loss"]] == [5, 10, 15, 20]
+  # A sample grid per validation: 8 x 8 cells with 1-pixel borders, drawn
+  # with the same key, so they differ only by the parameters.
+  steps, grids = zip(*images["samples"])
+  assert steps == (10, 20)
+  assert all(g.shape[2] == 1 and (g.shape[0] - 1) % 9 == 0
+             and (g.shape[1] - 1) % 9 == 0 for g in grids)
+  assert np.std(grids[1] / 255.0) > 0.05
+  assert not np.array_equal(grids[0], grids[1])
 
   best = min(validation, key=lambda l: l["values"]["bpd"])["step"]
   assert saved["checkpoint_step"] == best
@@ -114,6 +147,21 @@ def test_command_lines_train_and_evaluate(tmp_path):
                    "--workdir", workdir, *overrides)
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
   assert "test bits/dim:" in run.stdout
+  # The console: INFO lines only from this project's modules (orbax's, JAX's
+  # and TensorFlow's are dropped, train.cli), one validation line for each
+  # of the two evaluations, and the progress bar shows the last value.
+  project_files = {name for package in ("nbflows", "train", "configs")
+                   for _, _, names in os.walk(os.path.join(REPO, package))
+                   for name in names if name.endswith(".py")}
+  log_lines = [re.match(r"([IWEF])\d{4} [\d:.]+ +\d+ ([^:\]]+):\d+\] (.*)",
+                        line) for line in re.split(r"[\r\n]", run.stderr)]
+  info_files = {m.group(2) for m in log_lines if m and m.group(1) == "I"}
+  assert info_files and info_files <= project_files, info_files
+  assert "oneDNN" not in run.stderr
+  validations = [m.group(3) for m in log_lines
+                 if m and "validation bits/dim" in m.group(3)]
+  assert [line.split(":")[0] for line in validations] == ["step 4", "step 8"]
+  assert re.search(r"val_bpd=\d+\.\d{4}", run.stderr)
   with open(os.path.join(workdir, "eval.json")) as f:
     trained = json.load(f)
   assert trained["model"] == "rnvp_mlp" and trained["num_train_steps"] == 8

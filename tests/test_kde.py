@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -169,6 +170,9 @@ def kde_run(tmp_path_factory):
   run = run_module("train.main", "--config", "configs/kde_digits.py:quick",
                    "--workdir", workdir, "--config.eval.metrics=bpd")
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+  # Its one validation, on the console (train.loop.fitting).
+  assert len(re.findall(r"fitted: validation bits/dim \d+\.\d{4} ",
+                        run.stderr)) == 1, run.stderr[-3000:]
   config = kde_digits.get_config("quick")
   model, params, _ = checkpoint_loading.load_checkpoint(workdir)
   splits, _ = evaluate.load_data(config, model)

@@ -6,9 +6,9 @@ where DIR is a finished `python -m train.main` run of an Exemplar VAE config
 (e.g. configs/evae_digits.py). The command line of
 `train.experiments.augment.augment`, which writes DIR/augment.json.
 """
-from absl import app
 from absl import flags
 
+from train import cli
 from train import runtime
 from train.experiments import augment
 
@@ -35,4 +35,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

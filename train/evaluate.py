@@ -6,10 +6,10 @@ r"""Evaluates the best checkpoint of a finished run: writes eval.json.
 The command line of `train.evaluation.evaluate.evaluate`, which says what
 eval.json holds.
 """
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from train import cli
 from train import runtime
 from train.evaluation import evaluate
 from train.evaluation import requested_metrics
@@ -40,4 +40,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

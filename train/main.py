@@ -8,15 +8,19 @@ Rerunning with the same --workdir resumes from its latest checkpoint. On a
 multi-host system (TPU pod, several GPU hosts) add --distributed, which calls
 `jax.distributed.initialize()` (it reads the cluster from the environment),
 and run the same command on every host.
+
+A misspelt field, a missing config file or a bad value is one line on stderr
+with exit code 2, and only WARNINGs of other libraries are shown unless
+--verbosity=1 (`train.cli`); JAX and the trainer load after the flags parse,
+so --help is quick.
 """
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
+from train import cli
 from train import runtime
-from train.loop import trainer
 
 config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/default.py or "
@@ -36,6 +40,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # pylint: disable=g-import-not-at-top
+  from train.loop import trainer  # pylint: disable=g-import-not-at-top
   with runtime.entry_point(FLAGS):
     if FLAGS.distributed:
       jax.distributed.initialize()
@@ -49,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

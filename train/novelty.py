@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from train import cli
 from train import runtime
 from train.experiments import compare
 from train.experiments import novelty
@@ -62,4 +63,4 @@ def _table(config, specs) -> str:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -11,6 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
+from train import cli
 from train import runtime
 from train.experiments import report
 
@@ -54,4 +55,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -24,6 +24,10 @@ main inside `with runtime.entry_point(flags.FLAGS):`, which
 
 `python -m train.benchmark` takes only step 1 (`set_fast_cpu_flags`): a
 cache would hide the compile times it measures.
+
+Importing this module does not import JAX (each function imports it when it
+runs), so a command line's ``--help`` and flag errors stay quick
+(`train.cli`).
 """
 from __future__ import annotations
 
@@ -36,9 +40,6 @@ from typing import Iterator
 
 from absl import flags
 from absl import logging
-import jax
-
-from nbflows import compilation_cache
 
 FAST_CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise"
 # Wraps XLA's compile, or the persistent cache's read when it serves one.
@@ -69,6 +70,7 @@ def backend_will_be_cpu() -> bool:
   JAX picks an accelerator when a PJRT plugin (jax-cuda12-plugin, ...) or
   libtpu is installed.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   platforms = jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS")
   if platforms:
     return platforms.split(",")[0].strip() == "cpu"
@@ -112,11 +114,13 @@ class CompileTime:
       self.cache_hits += 1
 
   def __enter__(self) -> CompileTime:
+    import jax  # pylint: disable=g-import-not-at-top
     jax.monitoring.register_event_duration_secs_listener(self._on_duration)
     jax.monitoring.register_event_listener(self._on_event)
     return self
 
   def __exit__(self, *exc_info) -> None:
+    import jax  # pylint: disable=g-import-not-at-top
     jax.monitoring.unregister_event_duration_listener(self._on_duration)
     jax.monitoring.unregister_event_listener(self._on_event)
 
@@ -133,6 +137,7 @@ def entry_point(flag_values: flags.FlagValues = flags.FLAGS
     The `CompileTime` of the run.
   """
   set_fast_cpu_flags(flag_values.fast_cpu_flags)
+  from nbflows import compilation_cache  # pylint: disable=g-import-not-at-top
   if flag_values.compilation_cache:
     directory = compilation_cache.enable_compilation_cache(
         flag_values.compilation_cache_dir)

@@ -33,12 +33,20 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, NamedTuple, Optional, Tuple
+import sys
+import tempfile
+from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from nbflows.data import toy2d
+
+# What TensorFlow's native libraries print as they load, whatever
+# TF_CPP_MIN_LOG_LEVEL says (`import_tensorflow` drops them where it is >= 1).
+NATIVE_NOTICES = ("oneDNN custom operations are on",
+                  "All log messages before absl::InitializeLog() is called")
 
 
 class DatasetInfo(NamedTuple):
@@ -193,14 +201,46 @@ def import_tensorflow():
   """Imports TensorFlow with every accelerator hidden from it.
 
   The input pipeline runs on the host CPU; hiding the GPUs keeps TensorFlow
-  from reserving accelerator memory that JAX needs.
+  from reserving accelerator memory that JAX needs. Where
+  ``TF_CPP_MIN_LOG_LEVEL`` >= 1 asks for no INFO messages, the notices its
+  native libraries print while they load regardless (`NATIVE_NOTICES`:
+  "oneDNN custom operations are on", twice, each after a line about
+  absl::InitializeLog) are dropped from stderr; anything else they print is
+  passed on.
 
   Returns:
     The `tensorflow` module.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if "tensorflow" in sys.modules or int(
+      os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0) < 1:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  else:
+    with _native_stderr_without(NATIVE_NOTICES):
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
   return tf
+
+
+@contextlib.contextmanager
+def _native_stderr_without(notices: Tuple[str, ...]) -> Iterator[None]:
+  """Holds what is written to file descriptor 2 (native code's stderr
+  too), then passes on each line that contains none of `notices`."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode="w+b") as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      kept = [line for line in held.read().decode(errors="replace")
+              .splitlines(keepends=True)
+              if not any(notice in line for notice in notices)]
+      sys.stderr.write("".join(kept))
+      sys.stderr.flush()
 
 
 def celeba_crop_and_resize(image):

@@ -13,6 +13,7 @@ from typing import Callable, Dict
 
 import ml_collections
 
+from nbflows import config_fields
 from nbflows.models import base
 from nbflows.models import ccrnvp
 from nbflows.models import exemplar_vae
@@ -61,7 +62,7 @@ def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
     `model.init(key, batch)` for its parameters.
 
   Raises:
-    ValueError: if `config.model` is unknown (the message lists the known
+    ConfigError: (a ValueError) if `config.model` is unknown (the message lists the known
       names), or the dataset does not suit the model.
 
   Example:
@@ -71,6 +72,7 @@ def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
     ('rnvp', (8, 8, 1))
   """
   if config.model not in BUILDERS:
-    raise ValueError(f"unknown model {config.model!r}; expected one of "
-                     f"{sorted(BUILDERS)}")
+    raise config_fields.ConfigError(
+        f"config.model: unknown model {config.model!r}; expected one of "
+        f"{sorted(BUILDERS)}")
   return BUILDERS[config.model](config)

@@ -246,6 +246,24 @@ def draw_samples(model: protocols.Trainable, params: Any, key: Array,
                                       *samples.shape[1:]))
 
 
+def run_samples(config: ml_collections.ConfigDict,
+                model: protocols.Trainable, params: Any,
+                splits: sources.Splits, index: Any) -> np.ndarray:
+  """A run's `draw_samples`: the same key and conditions at every call.
+
+  `config.num_sample_images` samples, conditioned on the first validation
+  batch, from the key fold_in(key(config.seed), SAMPLE_SALT): the grids the
+  trainer writes to TensorBoard at each validation and samples.png differ
+  only by the parameters.
+  """
+  condition_batch = next(iter(pipeline.eval_iterator(
+      splits, index, "validation", config.eval_batch_size)))
+  return draw_samples(model, params,
+                      jax.random.fold_in(jax.random.key(config.seed),
+                                         requested_metrics.SAMPLE_SALT),
+                      config.num_sample_images, condition_batch)
+
+
 def save_sample_grid(rows: np.ndarray, path: str,
                      num_levels: Optional[int]) -> None:
   """Saves `draw_samples`' rows: images as a grid, 2-D points as a scatter.
@@ -332,12 +350,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
                                             index, values, metrics),
   }
   if config.num_sample_images:
-    condition_batch = next(iter(pipeline.eval_iterator(
-        splits, index, "validation", config.eval_batch_size)))
-    samples = draw_samples(model, params,
-                           jax.random.fold_in(jax.random.key(config.seed),
-                                              requested_metrics.SAMPLE_SALT),
-                           config.num_sample_images, condition_batch)
+    samples = run_samples(config, model, params, splits, index)
     if jax.process_index() == 0:
       save_sample_grid(samples, os.path.join(workdir, SAMPLES_FILE),
                        splits.info.num_levels)

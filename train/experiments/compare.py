@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import ml_collections
 
+from nbflows import config_fields
 from train.loop import trainer
 
 PARAMETER_TOLERANCE = 0.10
@@ -49,13 +50,15 @@ def load_config(spec: str, overrides: Sequence[str] = ()
   """`configs/<name>.py[:arg]` with `field=value` overrides applied.
 
   Raises:
-    ValueError: for a file outside configs/, or an override that is not
-      `field=value` (an unknown field raises from the locked config).
+    ConfigError: for a file outside configs/ or one that does not exist,
+      or an override `apply_overrides` refuses.
   """
   path, _, arg = spec.partition(":")
   directory, filename = os.path.split(os.path.normpath(path))
   if os.path.basename(directory) != "configs" or not filename.endswith(".py"):
-    raise ValueError(f"config {spec!r}; expected configs/<name>.py[:arg]")
+    raise config_fields.ConfigError(
+        f"config {spec!r}; expected configs/<name>.py[:arg]")
+  config_fields.check_config_file(path)
   module = importlib.import_module(f"configs.{filename[:-3]}")
   return apply_overrides(module.get_config(arg or None), overrides)
 
@@ -72,22 +75,19 @@ def apply_overrides(config: ml_collections.ConfigDict,
     (16, 'mnist5k')
 
   Raises:
-    ValueError: for an override that is not `field=value` (an unknown field
-      raises from the locked config).
+    ConfigError: for an override that is not `field=value`, an unknown
+      field (with the closest real ones) or a value of the wrong type.
   """
   for override in overrides:
     field, sep, text = override.partition("=")
     if not sep:
-      raise ValueError(f"--set {override!r}; expected field=value")
+      raise config_fields.ConfigError(
+          f"--set {override!r}; expected field=value")
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text                          # a bare string, e.g. kmeans
-    node = config
-    *parents, leaf = field.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+    config_fields.set_field(config, field, value)
   return config
 
 

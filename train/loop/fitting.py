@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -86,6 +87,8 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = metric_writer.MetricWriter(workdir)
   writer.write(0, "validation", {"bpd": validation_bpd,
                                  "bandwidth": float(fit.sigma)})
+  logging.info("fitted: validation bits/dim %.4f (bandwidth %.4g)",
+               validation_bpd, float(fit.sigma))
   results = evaluate_lib.write_test_report(
       config, workdir, model,
       jax.device_put(params, sharding.replicated(mesh)), splits, index, mesh,

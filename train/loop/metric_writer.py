@@ -5,10 +5,11 @@ Each line of metrics.jsonl is one JSON object
   {"step": 20, "split": "train" | "validation" | "test", "values": {...}}
 
 with non-finite values written as null. TensorBoard gets one scalar per value,
-tagged "<split>/<name>", under `workdir/tensorboard`; the events are written
-with `tf.summary.write` and the scalars plugin's metadata, so the
-`tensorboard` package itself is not needed to write them (only to view them).
-Only process 0 writes.
+tagged "<split>/<name>", under `workdir/tensorboard`, and the images of
+`write_image` (the trainer's sample grids, tag "samples"); the events are
+written with `tf.summary.write` and the scalars and images plugins' metadata
+and tensor layouts, so the `tensorboard` package itself is not needed to
+write them (only to view them). Only process 0 writes.
 """
 from __future__ import annotations
 
@@ -63,6 +64,29 @@ class MetricWriter:
           self._tf.summary.write(f"{split}/{name}",
                                  self._tf.constant(value, self._tf.float32),
                                  step=step, metadata=self._metadata)
+    self._summary.flush()
+
+  def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
+    """Records `image`, [H, W, C] in [0, 1] with C in (1, 3), at `step`.
+
+    The images plugin's tensor: the width and height as strings, then the
+    PNG (what `tensorboard.summary.image` writes for one image).
+    """
+    if not self._enabled:
+      return
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+      raise ValueError(f"image has shape {image.shape}; expected [height, "
+                       "width, 1 or 3 channels]")
+    tf = self._tf
+    png = tf.io.encode_png(np.round(np.clip(image, 0, 1) * 255).astype(
+        np.uint8))
+    height, width = image.shape[:2]
+    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), png])
+    with self._summary.as_default():
+      tf.summary.write(tag, tensor, step=step,
+                       metadata=tf.compat.v1.SummaryMetadata(
+                           plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
+                               plugin_name="images")))
     self._summary.flush()
 
   def close(self) -> None:
