@@ -42,6 +42,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from nbflows import workdir_errors
+
 CONFIG_FILE = "config.json"
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -56,7 +58,7 @@ class CheckpointMismatchError(ValueError):
   """A readable checkpoint of another model config, or of the old layout."""
 
 
-class UnreadableConfigError(ValueError):
+class UnreadableConfigError(workdir_errors.WorkdirFileError, ValueError):
   """A workdir's config.json is truncated or damaged."""
 
 

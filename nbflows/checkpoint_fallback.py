@@ -30,6 +30,7 @@ import warnings
 from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
 from nbflows import checkpoint as checkpoint_format
+from nbflows import workdir_errors
 
 Loaded = TypeVar("Loaded")
 Candidate = Tuple[str, int]       # (which, step)
@@ -37,7 +38,7 @@ Candidate = Tuple[str, int]       # (which, step)
 _SPEC_DUMP = ". See full TensorStore details"
 
 
-class UnreadableCheckpointError(RuntimeError):
+class UnreadableCheckpointError(workdir_errors.WorkdirFileError, RuntimeError):
   """No candidate checkpoint of a workdir can be read."""
 
 

@@ -103,8 +103,9 @@ def test_a_second_command_line_run_refuses_and_touches_nothing(copy):
          *[f"--config.{k}={v}" for k, v in OVERRIDES.items()],
          "--config.num_train_steps=16"],    # would train on if it started
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0, run.stdout[-2000:]
-    for part in ("is in use by another run", f"pid {os.getpid()}", lock,
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]   # one line
+    for part in ("error: workdir", "is in use by another run", f"pid {os.getpid()}", lock,
                  "Nothing was written"):
       assert part in run.stderr, (part, run.stderr[-3000:])
     assert file_hashes(copy) == before_locked     # byte-identical

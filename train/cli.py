@@ -12,7 +12,10 @@ end in `app.run(main)`; `run` adds:
        - a value a field cannot take, and absl's other flag errors (an
          unknown flag, a missing required flag);
      and a `config_fields.ConfigError` that main raises (`--set field=value`
-     overrides, `train.loop.trainer.validate_config`, `build_model`);
+     overrides, `train.loop.trainer.validate_config`, `build_model`); a
+     `workdir_errors.WorkdirFileError` (a workdir locked by another run, a
+     damaged checkpoint, config.json or neighbour index) is one line too,
+     with exit code 1;
   2. quiet third-party logs: unless absl's ``--verbosity`` (``-v``) is 1 or
      more, records below WARNING from outside this project (orbax's ~350
      INFO lines a run, JAX's, TensorFlow's) are dropped, so the progress bar
@@ -42,8 +45,10 @@ from ml_collections import config_flags
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from nbflows import config_fields
+from nbflows import workdir_errors
 
 EXIT_CONFIG_ERROR = 2
+EXIT_WORKDIR_FILE_ERROR = 1
 # The packages whose INFO records are shown at the default verbosity.
 PROJECT_PACKAGES = ("nbflows", "train", "configs")
 
@@ -60,18 +65,25 @@ def _run_main(main: Callable[[List[str]], Any], argv: List[str]) -> Any:
 
 def call_reporting_config_errors(main: Callable[[List[str]], Any],
                                  argv: List[str]) -> Any:
-  """`main(argv)`, with a `ConfigError` it raises sent to `exit_with_error`."""
+  """`main(argv)`, with the user's errors it raises sent to `exit_with_error`.
+
+  A `ConfigError` exits with code 2; a `WorkdirFileError` (a lock held by
+  another run, an unreadable checkpoint, config.json or neighbour index)
+  with code 1.
+  """
   try:
     return main(argv)
   except config_fields.ConfigError as error:
     exit_with_error(str(error))
+  except workdir_errors.WorkdirFileError as error:
+    exit_with_error(str(error), EXIT_WORKDIR_FILE_ERROR)
 
 
-def exit_with_error(message: str) -> None:
-  """Writes ``error: <message>`` (one line) to stderr and exits with 2."""
+def exit_with_error(message: str, code: int = EXIT_CONFIG_ERROR) -> None:
+  """Writes ``error: <message>`` (one line) to stderr and exits with `code`."""
   one_line = " ".join(message.split())
   sys.stderr.write(f"error: {one_line}\n")
-  sys.exit(EXIT_CONFIG_ERROR)
+  sys.exit(code)
 
 
 def parse_flags(argv: Sequence[str],

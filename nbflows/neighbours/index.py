@@ -56,6 +56,7 @@ from nbflows.data import sources
 from nbflows.neighbours import kmeans as kmeans_lib
 from nbflows.neighbours import knn as knn_lib
 from nbflows.neighbours import pca as pca_lib
+from nbflows import workdir_errors
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
@@ -69,7 +70,7 @@ REBUILD_REMEDY = ("rebuild it: --rebuild_index on the command line "
                   "build_or_load, or delete the file")
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(workdir_errors.WorkdirFileError, ValueError):
   """A saved neighbour index does not match the data or the settings asked for."""
 
 

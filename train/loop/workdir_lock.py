@@ -45,12 +45,14 @@ from typing import Any, Dict, Iterator, Optional
 from absl import logging
 import jax
 
+from nbflows import workdir_errors
+
 LOCK_FILE = "nbflows.lock"
 _held: Dict[str, int] = {}        # lock path -> depth, in this process
 _held_guard = threading.Lock()
 
 
-class WorkdirLockedError(RuntimeError):
+class WorkdirLockedError(workdir_errors.WorkdirFileError, RuntimeError):
   """Another run holds the workdir's lock."""
 
 
