@@ -77,13 +77,15 @@ class ExemplarVAEModel(vae.VAEModel):
     iwae_samples: S, importance samples for the test log-likelihood.
     iwae_chunk: samples evaluated at once.
     name: the config's model name.
+    kl_warmup_steps: the linear KL warm-up of Sec. 5 (`vae.VAEModel`).
   """
 
   def __init__(self, module: vae.VAE, exemplars: np.ndarray, num_levels: int,
                leave_one_out: bool = True, subsample_ratio: float = 0.5,
                knn: int = 10, iwae_samples: int = 1000, iwae_chunk: int = 100,
-               name: str = "evae"):
-    super().__init__(module, num_levels, iwae_samples, iwae_chunk, name)
+               name: str = "evae", kl_warmup_steps: int = 0):
+    super().__init__(module, num_levels, iwae_samples, iwae_chunk, name,
+                     kl_warmup_steps=kl_warmup_steps)
     if module.prior != "exemplar":
       raise ValueError(f"module.prior={module.prior!r}; an ExemplarVAEModel "
                        "needs a VAE built with prior='exemplar'")
@@ -122,15 +124,16 @@ class ExemplarVAEModel(vae.VAEModel):
     """The shared log sigma^2 of eq. 12."""
     return self.module.apply(params, method="log_variance")
 
-  def loss(self, params: Params, batch: Mapping[str, Array],
-           key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """`vae.VAEModel.loss` (the ELBO of eq. 13), also logging log sigma^2.
+  def loss_at_step(self, params: Params, batch: Mapping[str, Array],
+                   key: Array, step: Array
+                   ) -> Tuple[Array, Dict[str, Array]]:
+    """`vae.VAEModel.loss_at_step` (the ELBO of eq. 13), logging log sigma^2.
 
     The extra metric "log_variance" (eq. 12) shows whether the prior's
     components shrink onto the exemplars, the memorisation that
     leave-one-out prevents (Sec. 2.1).
     """
-    loss, metrics = super().loss(params, batch, key)
+    loss, metrics = super().loss_at_step(params, batch, key, step)
     return loss, dict(metrics, log_variance=self.log_variance(params))
 
   # ----------------------------------------------------------------- priors
@@ -328,7 +331,8 @@ def build_evae(config: Any,
     An `ExemplarVAEModel` holding the training images as exemplars.
 
   Raises:
-    ValueError: for `config.vae.beta` other than 1 (its loss is the ELBO).
+    ValueError: for `config.vae.beta` other than 1 (its loss is the ELBO),
+      or a KL warm-up not shorter than the run.
   """
   if splits is None:
     splits = sources.load(
@@ -345,5 +349,6 @@ def build_evae(config: Any,
       leave_one_out=config.vae.exemplar.leave_one_out,
       subsample_ratio=config.vae.exemplar.subsample_ratio,
       knn=config.vae.exemplar.knn, iwae_samples=config.vae.iwae_samples,
-      iwae_chunk=config.vae.iwae_chunk, name=config.model)
+      iwae_chunk=config.vae.iwae_chunk, name=config.model,
+      kl_warmup_steps=vae.kl_warmup_steps(config))
 

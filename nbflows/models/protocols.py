@@ -20,6 +20,7 @@ offers `Trainable`; the rest depend on what the model really computes:
                            (paper 4, Sec. 5.2)
   `LatentGaussians`        NCL: one flow pass and per-neighbourhood
                            Gaussians give the exact marginal (paper 1, eq. 7)
+  `StepScheduledLoss`      the paper-3 VAEs: the KL warm-up (paper 3, Sec. 5)
 
 A protocol is checked structurally (`typing.runtime_checkable`): a model
 offers it when it has every member, so a new model needs no registration
@@ -223,6 +224,21 @@ class LatentGaussians(Protocol):
 
   def neighbourhood_gaussians(self, params: Params,
                               latents: Array) -> Tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class StepScheduledLoss(Protocol):
+  """A training loss that depends on the step.
+
+  The trainer calls `loss_at_step(params, batch, key, step)` (step: the
+  int32 scalar of the train state, 0 first) instead of `loss`: the VAEs'
+  linear KL warm-up (paper 3, Sec. 5). `loss` stays the objective once the
+  schedule has ended.
+  """
+
+  def loss_at_step(self, params: Params, batch: Mapping[str, Array],
+                   key: Array, step: Array
+                   ) -> Tuple[Array, Dict[str, Array]]: ...
 
 
 def offers(model: Any, capability: type) -> bool:

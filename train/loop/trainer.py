@@ -116,7 +116,9 @@ def make_train_step(model: protocols.Trainable,
   """Builds the pure `train_step(state, batch) -> (state, metrics)`.
 
   One step: the key is fold_in(state.rng, state.step); the gradient of
-  `model.loss` is clipped and applied by `optimizer`. If the loss or the
+  `model.loss` (of `model.loss_at_step(..., state.step)` for a model
+  offering `protocols.StepScheduledLoss`, e.g. the VAEs' KL warm-up) is
+  clipped and applied by `optimizer`. If the loss or the
   gradient's global norm is NaN or infinite (as it is when any gradient
   entry is), the new parameters and optimizer state are
   discarded (the old ones kept), `nonfinite_streak` grows by one and the
@@ -131,10 +133,16 @@ def make_train_step(model: protocols.Trainable,
     The un-jitted step; `compile_train_step` jits it over a mesh.
   """
 
+  if protocols.offers(model, protocols.StepScheduledLoss):
+    loss_at_step = model.loss_at_step
+  else:
+    loss_at_step = lambda params, batch, key, step: model.loss(
+        params, batch, key)
+
   def train_step(state, batch):
     key = jax.random.fold_in(state.rng, state.step)
-    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, batch, key)
+    grad_fn = jax.value_and_grad(loss_at_step, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, key, state.step)
     grad_norm = optax.tree.norm(grads)
     # One test for the whole gradient: its global norm is NaN or infinite if
     # any entry is (or if the sum of squares overflows). A per-leaf
