@@ -6,7 +6,7 @@ Welling's VampPrior code),
 
   Encoder(x)     = MLP[D - 300 - 300] with gated units (Dauphin et al.)
   mu(x)          = Dense[300 - d_z]
-  log Lambda(x)  = hardtanh(Dense[300 - d_z], -6, 2)
+  log Lambda(x)  = hardtanh(Dense[300 - d_z], -6, 2)   (variance="hardtanh")
   decoder logits = MLP[d_z - 300 - 300 - D] (gated hidden units)
 
 with q(z | x) = N(mu(x), diag Lambda(x)) (eq. 11) and a Bernoulli decoder
@@ -29,6 +29,13 @@ weight linearly over its first 100 epochs (`kl_warmup_steps`: the weight
 at step s is beta `elbo.kl_weight(s, warm-up)`); the trainer calls
 `loss_at_step` with its step (`protocols.StepScheduledLoss`), while `loss`
 is the objective after the warm-up.
+
+The hardtanh floors the posterior variance at e^-6 ~ 2.5e-3, where its
+gradient vanishes. Paper 5's VAE with a flow prior (eq. 3) has no floor:
+its posterior variance falls to ~1e-4 as beta grows (Fig. 3b). There
+`GaussianEncoder(variance="softplus")` gives Lambda(x) = softplus(Dense) +
+`MIN_VARIANCE` (1e-8, far below any variance the models reach), unbounded
+above, with a gradient that stays ~1 in log Lambda as Lambda -> 0.
 
 Priors here (`nbflows.distributions.priors`, built from the parameters by
 `VAEModel.prior`): the standard Gaussian, and the VampPrior (Tomczak &
@@ -70,7 +77,12 @@ ACTIVATIONS = ("gated", "relu")
 PRIORS = ("gaussian", "vampprior", "exemplar")
 Prior = Union[priors.StandardNormalPrior, priors.VampPrior,
               priors.ExemplarPrior]
-LOG_VARIANCE_RANGE = (-6.0, 2.0)   # hardtanh of the VampPrior code
+# How the encoder's last layer gives log Lambda(x): "hardtanh", clipped to
+# LOG_VARIANCE_RANGE (the VampPrior code, paper 3's VAEs); "softplus",
+# log(softplus(.) + MIN_VARIANCE) (paper 5's VAE with a flow prior, eq. 3).
+POSTERIOR_VARIANCES = ("hardtanh", "softplus")
+LOG_VARIANCE_RANGE = (-6.0, 2.0)
+MIN_VARIANCE = 1e-8
 # Fixed key for binarising evaluation images: every model scores the same
 # binary test set (folded with each example's index, so batching is irrelevant).
 EVAL_BINARISATION_SEED = 20200101
@@ -148,10 +160,14 @@ class GaussianEncoder(nn.Module):
     latent_dim: d_z.
     hidden: widths of the hidden layers.
     activation: "gated" (paper 3) or "relu".
+    variance: "hardtanh" (log Lambda clipped to LOG_VARIANCE_RANGE, paper
+      3) or "softplus" (Lambda = softplus(.) + MIN_VARIANCE, no floor in
+      effect: paper 5, eq. 3).
   """
   latent_dim: int
   hidden: Sequence[int] = (300, 300)
   activation: str = "gated"
+  variance: str = "hardtanh"
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
@@ -159,9 +175,32 @@ class GaussianEncoder(nn.Module):
     for i, width in enumerate(self.hidden):
       h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
     mean = nn.Dense(self.latent_dim, name="mean")(h)
-    log_variance = jnp.clip(nn.Dense(self.latent_dim, name="log_variance")(h),
-                            *LOG_VARIANCE_RANGE)
-    return mean, log_variance
+    raw = nn.Dense(self.latent_dim, name="log_variance")(h)
+    return mean, posterior_log_variance(raw, self.variance)
+
+
+def posterior_log_variance(raw: Array, variance: str) -> Array:
+  """log Lambda from the encoder's last layer, per `variance`.
+
+  "hardtanh": clip(raw, -6, 2), paper 3's (after the VampPrior code).
+  "softplus": log(softplus(raw) + MIN_VARIANCE): smooth, ~raw as raw -> -inf
+  (so the gradient does not vanish until Lambda nears 1e-8) and finite for
+  every raw, since softplus >= 0.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> raw = jnp.array([-30.0, 0.0, 30.0])
+    >>> [round(float(v), 2) for v in posterior_log_variance(raw, "hardtanh")]
+    [-6.0, 0.0, 2.0]
+    >>> [round(float(v), 2) for v in posterior_log_variance(raw, "softplus")]
+    [-18.42, -0.37, 3.4]
+  """
+  if variance == "hardtanh":
+    return jnp.clip(raw, *LOG_VARIANCE_RANGE)
+  if variance == "softplus":
+    return jnp.log(jax.nn.softplus(raw) + MIN_VARIANCE)
+  raise ValueError(f"variance={variance!r}; expected one of "
+                   f"{POSTERIOR_VARIANCES}")
 
 
 class Decoder(nn.Module):
