@@ -332,8 +332,8 @@ def test_knn_batch_gives_exactly_k_neighbours_without_the_point(images):
   neighbours = np.asarray(prepared["exemplar_neighbours"])
   means = np.asarray(model.exemplar_means(params))
   query = np.asarray(model.encode(params, batch["x"])[0])
-  for row, i in zip(neighbours, [0, 5, 7]):
-    distances = np.sum((means - query[list([0, 5, 7]).index(i)]) ** 2, axis=1)
+  for row, point, i in zip(neighbours, query, [0, 5, 7]):
+    distances = np.sum((means - point) ** 2, axis=1)
     distances[i] = np.inf                        # leave-one-out (eq. 4)
     np.testing.assert_array_equal(row, np.argsort(distances)[:3])
 
