@@ -24,6 +24,7 @@ def get_config(arg=None):
   with config.unlocked():
     config.dataset = "celeb_a"
     config.vae.beta = 1.5                 # paper 1, App. B.2
+    config.vae.kl_warmup_steps = 0        # paper 1 anneals nothing
     config.vae.latent_dim = 32            # Higgins et al.'s CelebA latents
     config.vae.iwae_samples = 100
     if arg != "quick":

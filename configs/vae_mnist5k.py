@@ -14,6 +14,11 @@ def get_config(arg=None):
     config.vae.latent_dim = 40            # paper 3, App. D.2
     config.vae.num_pseudo_inputs = 500    # Tomczak & Welling's MNIST value
     config.vae.iwae_samples = 200
+    if arg != "quick":
+      # 100 epochs of KL warm-up (paper 3, Sec. 5) of the 3,600 training
+      # images at batch 100, then as many at the full ELBO.
+      config.vae.kl_warmup_steps = 3600
+      config.num_train_steps = 7200
     if arg == "quick":
       config.vae.num_pseudo_inputs = 8
       config.vae.iwae_samples = 16

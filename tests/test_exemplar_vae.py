@@ -224,7 +224,7 @@ def test_knn_loss_equals_exact_loss_when_k_covers_all_and_bounds_it_otherwise(
   exact_loss, exact_metrics = full.loss(params, batch, key)
   cache = full.init_cache(params)
   knn_batch = full.knn_batch(params, cache, batch, jax.random.key(5))
-  assert knn_batch["exemplar_neighbours"].shape == (3, 12)
+  assert knn_batch["exemplar_neighbours"].shape == (3, 11)   # all but self
   np.testing.assert_array_equal(knn_batch["exemplar_count"], 11.0)
   knn_loss, (metrics, neighbour_means) = full.knn_loss(params, knn_batch, key)
   np.testing.assert_allclose(knn_loss, exact_loss, rtol=1e-5)
@@ -244,7 +244,7 @@ def test_knn_loss_equals_exact_loss_when_k_covers_all_and_bounds_it_otherwise(
   few = make_model(images, leave_one_out=True, subsample_ratio=1.0, knn=2)
   few_batch = few.knn_batch(params, few.init_cache(params), batch,
                             jax.random.key(5))
-  assert few_batch["exemplar_neighbours"].shape == (3, 3)
+  assert few_batch["exemplar_neighbours"].shape == (3, 2)
   few_loss, _ = few.knn_loss(params, few_batch, key)
   assert float(few_loss) > float(exact_loss)          # a looser bound (eq. 15)
 
@@ -321,3 +321,53 @@ def test_exemplar_vae_refuses_a_kl_weight():
   config.vae.beta = 1.5
   with pytest.raises(ValueError, match=r"config.vae.beta=1.5"):
     exemplar_vae.build_evae(config)
+
+
+def test_knn_batch_gives_exactly_k_neighbours_without_the_point(images):
+  model = make_model(images, leave_one_out=True, subsample_ratio=1.0, knn=3)
+  batch = batch_of(images, [0, 5, 7])
+  params = model.init(jax.random.key(0), batch)
+  cache = model.init_cache(params)
+  prepared = model.knn_batch(params, cache, batch, jax.random.key(2))
+  neighbours = np.asarray(prepared["exemplar_neighbours"])
+  means = np.asarray(model.exemplar_means(params))
+  query = np.asarray(model.encode(params, batch["x"])[0])
+  for row, point, i in zip(neighbours, query, [0, 5, 7]):
+    distances = np.sum((means - point) ** 2, axis=1)
+    distances[i] = np.inf                        # leave-one-out (eq. 4)
+    np.testing.assert_array_equal(row, np.argsort(distances)[:3])
+
+
+def test_trainer_trains_through_the_knn_prior_when_knn_is_set(tmp_path):
+  """Alg. 1 in the training path: the prior sees K exemplars per example."""
+  import json  # pylint: disable=g-import-not-at-top
+  from nbflows.models import protocols  # pylint: disable=g-import-not-at-top
+  from nbflows.models import registry  # pylint: disable=g-import-not-at-top
+  from train.loop import trainer  # pylint: disable=g-import-not-at-top
+  config = evae_digits.get_config("quick")
+  assert config.vae.exemplar.knn == 0          # the exact prior by default
+  config.vae.exemplar.knn = 3
+  config.num_train_steps = config.eval_every_steps = 4
+  config.log_every_steps = 1
+  config.optimizer.warmup_steps = 0
+  config.num_sample_images = 0
+  config.eval.metrics = "iwae"
+  model = registry.build_model(config)
+  assert protocols.offers(model, protocols.HostBatchPreparation)
+  results = trainer.train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    train_rows = [json.loads(line)["values"] for line in f
+                  if json.loads(line)["split"] == "train"]
+  assert len(train_rows) == 4
+  assert [row["prior_components"] for row in train_rows] == [3.0] * 4
+  # The KL warm-up of the quick config (2 steps) reaches the kNN loss too.
+  assert [row["kl_weight"] for row in train_rows] == [0.5, 1.0, 1.0, 1.0]
+  assert np.isfinite(results["test_iwae"])
+  # The exact prior (knn = 0) takes the full mixture and logs no k.
+  exact = make_model(np.zeros((12, *EVENT), np.uint8), subsample_ratio=1.0)
+  batch = batch_of(np.zeros((12, *EVENT), np.uint8), [0, 1])
+  params = exact.init(jax.random.key(0), batch)
+  prepare = exact.train_batch_preparer(params)
+  assert prepare(params, batch, jax.random.key(1)) is batch
+  _, metrics = exact.loss_at_step(params, batch, jax.random.key(1), 0)
+  assert "prior_components" not in metrics

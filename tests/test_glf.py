@@ -227,3 +227,77 @@ def test_invalid_settings_raise():
     glf.GLFModel(network, LEVELS, beta=0.0)
   # No density on images: the model has no log_prob at all.
   assert not protocols.offers(glf.GLFModel(network, LEVELS), protocols.Density)
+
+
+def test_softplus_log_variance_has_no_floor_where_hardtanh_has_one():
+  raw64 = np.array([-1e4, -30.0, -12.0, 0.0, 5.0])
+  raw = jnp.asarray(raw64, jnp.float32)
+  np.testing.assert_allclose(
+      vae.posterior_log_variance(raw, "softplus"),
+      np.log(np.log1p(np.exp(raw64)) + vae.MIN_VARIANCE), rtol=1e-5)
+  np.testing.assert_allclose(vae.posterior_log_variance(raw, "hardtanh"),
+                             np.clip(raw64, -6.0, 2.0))
+
+  def grad(variance):
+    return np.asarray(jax.vmap(jax.grad(functools.partial(
+        vae.posterior_log_variance, variance=variance)))(raw))
+
+  # At Lambda ~ 6e-6, far below e^-6: softplus still moves log Lambda
+  # (nearly) one for one with its input, hardtanh not at all.
+  assert grad("softplus")[2] == pytest.approx(1.0, abs=0.01)
+  assert grad("hardtanh")[2] == 0.0
+  assert np.all(np.isfinite(grad("softplus")))
+  with pytest.raises(ValueError, match=r"variance='exp'; expected one of"):
+    vae.posterior_log_variance(raw, "exp")
+
+
+def test_flow_prior_vae_keeps_a_gradient_below_e_minus_6():
+  """Paper 5, eq. 3: no floor, so large beta can keep shrinking Lambda(x)."""
+  batch = data_batch(2)
+  model = make_model("vae", beta=400.0)
+  params = model.init(jax.random.key(0), batch)
+  head = params["params"]["encoder"]["log_variance"]
+  head["kernel"] = jnp.zeros_like(head["kernel"])
+  head["bias"] = jnp.full_like(head["bias"], -12.0)   # Lambda ~ 6e-6
+  mean, log_variance = model.posterior(params, batch["x"])
+  np.testing.assert_allclose(log_variance, -12.0, atol=0.01)
+  loss, metrics = model.loss(params, batch, jax.random.key(1))
+  assert np.isfinite(float(loss))
+  assert float(metrics["posterior_variance"]) < 1e-5
+  # The entropy term -log q pushes Lambda up: a gradient, not a clipped zero.
+  bias_grad = loss_grads(model, params, batch)["encoder"]["log_variance"]["bias"]
+  assert np.all(np.isfinite(bias_grad)) and np.all(np.asarray(bias_grad) < 0)
+  assert mean.shape == log_variance.shape == (6, 4)
+
+
+def test_beta_sweep_reports_fig_3b_statistics_of_the_posterior():
+  from train.experiments import beta_sweep  # pylint: disable=g-import-not-at-top
+  model = make_model("vae", beta=400.0)
+  images = np.random.default_rng(0).integers(0, LEVELS, (6, *EVENT), np.uint8)
+  params = randomise(model.init(jax.random.key(0), data_batch(0)),
+                     jax.random.key(1), 0.1)
+  head = params["params"]["encoder"]["log_variance"]
+  head["kernel"] = jnp.zeros_like(head["kernel"])
+  head["bias"] = jnp.asarray([-8.0, -9.0, -10.0, -11.0])
+  stats = beta_sweep.posterior_statistics(model, params, images)
+  variance = np.mean(np.exp([-8.0, -9.0, -10.0, -11.0]))  # mean over dims
+  assert stats["posterior_variance"] == pytest.approx(variance, rel=1e-3)
+  x = jnp.asarray(images, jnp.float32) + 0.5
+  mean = model.encode(params, x)
+  assert stats["relative_variance"] == pytest.approx(
+      variance / float(jnp.mean(jnp.var(mean, axis=0))), rel=1e-3)
+  grey = images / (LEVELS - 1.0)
+  decoded = model.module.apply(params, mean, method="decode")
+  assert stats["reconstruction"] == pytest.approx(
+      float(np.mean(0.5 * np.sum((grey - decoded) ** 2, axis=(1, 2, 3)))),
+      rel=1e-5)
+  rows = [dict(beta=b, steps_trained=10, checkpoint_step=10,
+               posterior_variance=v, relative_variance=v,
+               reconstruction=1.0, frechet_distance=2.0)
+          for b, v in ((10.0, 0.3), (1.0, 0.9), (400.0, 2e-4))]
+  assert beta_sweep.monotone_falling(rows)
+  assert not beta_sweep.monotone_falling(rows + [dict(rows[2], beta=800.0)])
+  assert "| 400 | 10 | 10 | 2.00e-04 | 2.00e-04 | 1.000 | 2.0 |" in (
+      beta_sweep.format_table(rows))
+  with pytest.raises(ValueError, match=r"betas=\[1.0, 0.0\]; expected"):
+    beta_sweep.sweep([1.0, 0.0], "digits", "/nonexistent")

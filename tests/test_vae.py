@@ -227,3 +227,60 @@ def test_beta_weights_the_kl_term_of_the_training_loss_only():
   np.testing.assert_allclose(plain["loss"], -plain["elbo"], rtol=1e-6)
   with pytest.raises(ValueError, match="beta=0"):
     make_model(beta=0.0)
+
+
+def test_kl_weight_rises_linearly_to_one_over_the_warm_up():
+  weights = [float(elbo.kl_weight(jnp.int32(s), 4)) for s in range(7)]
+  np.testing.assert_allclose(weights, [0.25, 0.5, 0.75, 1, 1, 1, 1])
+  assert float(elbo.kl_weight(jnp.int32(0), 0)) == 1.0   # no warm-up
+
+
+def test_loss_weighs_the_kl_term_by_the_schedule_at_its_step():
+  batch, key = data_batch(3), jax.random.key(1)
+  model = make_model(beta=2.0, kl_warmup_steps=4)
+  params = model.init(jax.random.key(0), batch)
+  for step in (0, 1, 2, 3, 9):
+    loss, metrics = model.loss_at_step(params, batch, key, jnp.int32(step))
+    weight = 2.0 * min(1.0, (step + 1) / 4)
+    assert float(metrics["kl_weight"]) == pytest.approx(weight)
+    np.testing.assert_allclose(
+        loss, metrics["reconstruction_nll"] + weight * metrics["kl"],
+        rtol=1e-5)
+  after, _ = model.loss(params, batch, key)     # `loss`: the warm-up is over
+  np.testing.assert_allclose(after, loss, rtol=1e-6)
+  with pytest.raises(ValueError, match="kl_warmup_steps=-1"):
+    make_model(kl_warmup_steps=-1)
+
+
+def test_trainer_passes_its_step_to_the_kl_schedule():
+  import optax  # pylint: disable=g-import-not-at-top
+  from train.loop import state as state_lib  # pylint: disable=g-import-not-at-top
+  from train.loop import trainer  # pylint: disable=g-import-not-at-top
+  model = make_model(kl_warmup_steps=10)
+  assert protocols.offers(model, protocols.StepScheduledLoss)
+  optimizer = optax.sgd(0.0)
+  state = state_lib.create_train_state(model, optimizer, jax.random.key(0),
+                                       data_batch(0))
+  train_step = jax.jit(trainer.make_train_step(model, optimizer))
+  for step in (0, 4, 9, 20):
+    _, metrics = train_step(state.replace(step=jnp.int32(step)),
+                            data_batch(1))
+    weight = min(1.0, (step + 1) / 10)
+    assert float(metrics["kl_weight"]) == pytest.approx(weight)
+    np.testing.assert_allclose(
+        metrics["loss"], metrics["reconstruction_nll"] + weight * metrics["kl"],
+        rtol=1e-5)
+
+
+def test_configs_warm_up_for_paper_3s_100_epochs_within_the_run():
+  from configs import vae_digits, vae_mnist5k  # pylint: disable=g-import-not-at-top
+  from nbflows.models import registry  # pylint: disable=g-import-not-at-top
+  # 100 epochs (paper 3, Sec. 5) of 1,294 / 3,600 training images, batch 100.
+  assert registry.build_model(vae_digits.get_config()).kl_warmup_steps == 1300
+  mnist5k = vae_mnist5k.get_config()
+  assert mnist5k.vae.kl_warmup_steps == 3600 < mnist5k.num_train_steps
+  config = vae_digits.get_config()
+  config.num_train_steps = 1300
+  with pytest.raises(ValueError, match=r"config.vae.kl_warmup_steps=1300 is "
+                     r"not smaller than config.num_train_steps=1300"):
+    registry.build_model(config)

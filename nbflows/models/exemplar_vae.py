@@ -19,16 +19,22 @@ D.2), and the model holds them: `ExemplarVAEModel` takes the training split's
 uint8 images at construction and each training batch's "index" field (its
 position in that split) says which exemplar to leave out.
 
-The kNN variant (Sec. 3.1, Alg. 1) replaces the sum over M by one over the k
-exemplars nearest mu(x_i) inside the subsample, found in an `ExemplarCache`
-of latent means that is refreshed for every point that passes through the
-encoder; it is a lower bound (eq. 15). A step has a host half and a jitted
-half:
+The kNN variant (Sec. 3.1, Alg. 1; `knn` = k > 0, 0 keeps the exact prior)
+replaces the sum over M by one over the k exemplars nearest mu(x_i) inside
+the subsample less the point itself, found in an `ExemplarCache` of latent
+means that is refreshed for every point that passes through the encoder; it
+is a lower bound (eq. 15). A step has a host half and a jitted half:
 
   batch = model.knn_batch(params, cache, batch, key1)   # search, refresh
   (loss, (metrics, means)), grads = jax.jit(jax.value_and_grad(
       model.knn_loss, has_aux=True))(params, batch, key2)
   cache.update(batch["exemplar_neighbours"], means)
+
+The trainer runs exactly this (`protocols.HostBatchPreparation`):
+`train_batch_preparer(params)` holds the run's cache and does the host half
+(and the last line, with the same means, computed before the step), and
+`loss_at_step` takes the kNN path whenever the batch carries
+"exemplar_neighbours".
 
 Example:
   >>> import jax, jax.numpy as jnp, numpy as np
@@ -73,17 +79,20 @@ class ExemplarVAEModel(vae.VAEModel):
     num_levels: L, the number of pixel values.
     leave_one_out: drop each training point's own exemplar (eq. 4).
     subsample_ratio: M / N of eq. 5, in (0, 1]; 1 keeps every exemplar.
-    knn: k of the kNN bound (eq. 15) used by `knn_loss`.
+    knn: k of the kNN bound (eq. 15) of `knn_loss`; with k > 0 the trainer
+      trains through it (Alg. 1), with 0 on the exact prior.
     iwae_samples: S, importance samples for the test log-likelihood.
     iwae_chunk: samples evaluated at once.
     name: the config's model name.
+    kl_warmup_steps: the linear KL warm-up of Sec. 5 (`vae.VAEModel`).
   """
 
   def __init__(self, module: vae.VAE, exemplars: np.ndarray, num_levels: int,
                leave_one_out: bool = True, subsample_ratio: float = 0.5,
-               knn: int = 10, iwae_samples: int = 1000, iwae_chunk: int = 100,
-               name: str = "evae"):
-    super().__init__(module, num_levels, iwae_samples, iwae_chunk, name)
+               knn: int = 0, iwae_samples: int = 1000, iwae_chunk: int = 100,
+               name: str = "evae", kl_warmup_steps: int = 0):
+    super().__init__(module, num_levels, iwae_samples, iwae_chunk, name,
+                     kl_warmup_steps=kl_warmup_steps)
     if module.prior != "exemplar":
       raise ValueError(f"module.prior={module.prior!r}; an ExemplarVAEModel "
                        "needs a VAE built with prior='exemplar'")
@@ -99,9 +108,9 @@ class ExemplarVAEModel(vae.VAEModel):
     self.leave_one_out = leave_one_out
     self.num_subsample = max(2, int(round(subsample_ratio *
                                           self.num_exemplars)))
-    if not 1 <= knn < self.num_subsample:
-      raise ValueError(f"knn={knn}; expected 1 <= k < M = "
-                       f"{self.num_subsample}")
+    if not (knn == 0 or 1 <= knn < self.num_subsample):
+      raise ValueError(f"knn={knn}; expected 0 (the exact prior) or "
+                       f"1 <= k < M = {self.num_subsample}")
     self.knn = knn
 
   # ------------------------------------------------------------- exemplars
@@ -122,15 +131,21 @@ class ExemplarVAEModel(vae.VAEModel):
     """The shared log sigma^2 of eq. 12."""
     return self.module.apply(params, method="log_variance")
 
-  def loss(self, params: Params, batch: Mapping[str, Array],
-           key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """`vae.VAEModel.loss` (the ELBO of eq. 13), also logging log sigma^2.
+  def loss_at_step(self, params: Params, batch: Mapping[str, Array],
+                   key: Array, step: Array
+                   ) -> Tuple[Array, Dict[str, Array]]:
+    """`vae.VAEModel.loss_at_step` (the ELBO of eq. 13), logging log sigma^2.
 
     The extra metric "log_variance" (eq. 12) shows whether the prior's
     components shrink onto the exemplars, the memorisation that
-    leave-one-out prevents (Sec. 2.1).
+    leave-one-out prevents (Sec. 2.1). A batch from `knn_batch` (it
+    carries "exemplar_neighbours") takes the kNN bound of eq. 15 instead
+    (`knn_loss`).
     """
-    loss, metrics = super().loss(params, batch, key)
+    if "exemplar_neighbours" in batch:
+      loss, (metrics, _) = self.knn_loss(params, batch, key, step)
+      return loss, metrics
+    loss, metrics = super().loss_at_step(params, batch, key, step)
     return loss, dict(metrics, log_variance=self.log_variance(params))
 
   # ----------------------------------------------------------------- priors
@@ -158,7 +173,7 @@ class ExemplarVAEModel(vae.VAEModel):
   def init_cache(self, params: Params) -> exemplar_prior.ExemplarCache:
     """The cache of Alg. 1, filled with mu(x_n) of every training exemplar."""
     return exemplar_prior.ExemplarCache(
-        np.asarray(self._all_exemplar_means(params)))
+        np.asarray(self._exemplar_means_jit(params)))
 
   def knn_batch(self, params: Params, cache: exemplar_prior.ExemplarCache,
                 batch: Mapping[str, Array], key: Array) -> Dict[str, Array]:
@@ -166,9 +181,10 @@ class ExemplarVAEModel(vae.VAEModel):
 
     Draws pi (eq. 5), encodes the batch (its grey levels, like the cached
     exemplars) with the current parameters, writes those means into the
-    cache (Cache.update(i, mu_i)), and finds each point's nearest exemplars
-    inside pi with the library's exact kNN, one more than k under
-    leave-one-out so that k remain once the point itself is dropped.
+    cache (Cache.update(i, mu_i)), and finds each point's k nearest
+    exemplars inside pi (Cache.kNN(mu_i) intersected with pi) with the
+    library's exact kNN; under leave-one-out it searches k + 1 and drops
+    the point itself, or the farthest when the point is not among them.
 
     Args:
       params: model parameters.
@@ -177,67 +193,101 @@ class ExemplarVAEModel(vae.VAEModel):
       key: PRNG key of the subsample.
 
     Returns:
-      The batch plus "exemplar_neighbours" (int32 [B, k or k + 1], indices
-      into the training split) and "exemplar_count" (float32 [B], M_i, the
-      number of components of the point's full mixture: |pi|, less one if
-      the point is in pi under leave-one-out).
+      The batch plus "exemplar_neighbours" (int32 [B, k], indices into the
+      training split, nearest first, never the point itself under
+      leave-one-out) and "exemplar_count" (float32 [B], M_i, the number of
+      components of the point's full mixture: |pi|, less one if the point
+      is in pi under leave-one-out).
     """
     index = np.asarray(batch["index"])
     subset = np.asarray(self._subsample(key))
     query = np.asarray(self._query_means(params, batch["x"]))
     cache.update(index, query)
-    num_neighbours = self.knn + 1 if self.leave_one_out else self.knn
-    neighbours = cache.neighbours(query, num_neighbours, subset)
     count = np.full(index.shape, len(subset), np.float32)
-    if self.leave_one_out:
+    if not self.leave_one_out:
+      neighbours = cache.neighbours(query, self.knn, subset)
+    else:
+      found = cache.neighbours(query, self.knn + 1, subset)   # [B, k + 1]
+      is_self = found == index[:, None]
+      drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), self.knn)
+      kept = np.arange(self.knn + 1)[None, :] != drop[:, None]
+      neighbours = found[kept].reshape(len(index), self.knn)
       count -= np.isin(index, subset)
     return dict(batch, exemplar_neighbours=jnp.asarray(neighbours),
                 exemplar_count=jnp.asarray(count))
 
-  def knn_loss(self, params: Params, batch: Mapping[str, Array], key: Array
+  def knn_loss(self, params: Params, batch: Mapping[str, Array], key: Array,
+               step: Optional[Array] = None
                ) -> Tuple[Array, Tuple[Dict[str, Array], Array]]:
     """Negative ELBO with the kNN prior bound (eq. 15); pure and jittable.
 
     The neighbours of `knn_batch` are encoded afresh (so the prior's
     gradient reaches the encoder through them) and z is scored against them
-    with the weight 1/M_i of the full subsample.
+    with the weight 1/M_i of the full subsample. The KL term is weighted as
+    in `loss_at_step` (the warm-up of Sec. 5).
 
     Args:
       params: model parameters.
       batch: the output of `knn_batch`.
       key: a PRNG key (split as `loss` splits it, so with k covering the whole
         subsample the two losses agree).
+      step: the training step of the KL warm-up (None: after it).
 
     Returns:
-      (loss, (metrics, neighbour_means [B, k', d])): the shape
+      (loss, (metrics, neighbour_means [B, k, d])): the shape
       `jax.value_and_grad(..., has_aux=True)` expects; pass the means to
       `cache.update(batch["exemplar_neighbours"], neighbour_means)` (Alg. 1,
-      last line).
+      last line). The metrics add "prior_components", the number of
+      exemplars each point's prior is evaluated over (k).
     """
     binarise_key, sample_key, _ = jax.random.split(key, 3)
     x_binary = vae.binarise(binarise_key, batch["x"], self.num_levels)
     neighbours = batch["exemplar_neighbours"]
-    neighbour_means = self.exemplar_means(params, neighbours)     # [B, k', d]
-    keep = (neighbours != batch["index"][:, None] if self.leave_one_out
-            else None)
+    neighbour_means = self.exemplar_means(params, neighbours)     # [B, k, d]
 
     def log_prior(z: Array) -> Array:
       return exemplar_prior.knn_log_density(
           z, neighbour_means, self.log_variance(params),
-          batch["exemplar_count"], keep)
+          batch["exemplar_count"])
 
     reconstruction, kl = self.elbo_terms(params, x_binary, sample_key,
                                          log_prior)
-    loss, metrics = elbo.training_loss(reconstruction, kl)
-    metrics["log_variance"] = self.log_variance(params)
+    weight = elbo.kl_weight(self.kl_warmup_steps if step is None else step,
+                            self.kl_warmup_steps)
+    loss, metrics = elbo.training_loss(reconstruction, kl, weight)
+    metrics.update(kl_weight=weight, log_variance=self.log_variance(params),
+                   prior_components=jnp.asarray(neighbour_means.shape[1],
+                                                jnp.float32))
     return loss, (metrics, jax.lax.stop_gradient(neighbour_means))
+
+  def train_batch_preparer(self, params: Params):
+    """Alg. 1's host half for the trainer (`protocols.HostBatchPreparation`).
+
+    With knn = 0 the identity (the exact prior needs nothing). Otherwise a
+    fresh `ExemplarCache` of every exemplar's mean under `params` (Alg. 1's
+    first loop) and `prepare(params, batch, key)`: `knn_batch`, then the
+    neighbours' rows set to their means under `params`, the values the
+    step's `knn_loss` computes before its update (Alg. 1, last line).
+    Returns numpy arrays, for `sharding.shard_batch`.
+    """
+    if not self.knn:
+      return lambda params, batch, key: batch
+    cache = self.init_cache(params)
+
+    def prepare(params, batch, key):
+      prepared = self.knn_batch(params, cache, batch, key)
+      neighbours = prepared["exemplar_neighbours"]
+      cache.update(neighbours, self._exemplar_means_jit(params, neighbours))
+      return {name: np.asarray(value) for name, value in prepared.items()}
+
+    return prepare
 
   @functools.cached_property
   def _query_means(self):
     return jax.jit(lambda params, x: self.encode(params, x)[0])
 
   @functools.cached_property
-  def _all_exemplar_means(self):
+  def _exemplar_means_jit(self):
     return jax.jit(self.exemplar_means)
 
   # --------------------------------------------------------------- sampling
@@ -328,7 +378,8 @@ def build_evae(config: Any,
     An `ExemplarVAEModel` holding the training images as exemplars.
 
   Raises:
-    ValueError: for `config.vae.beta` other than 1 (its loss is the ELBO).
+    ValueError: for `config.vae.beta` other than 1 (its loss is the ELBO),
+      or a KL warm-up not shorter than the run.
   """
   if splits is None:
     splits = sources.load(
@@ -345,5 +396,6 @@ def build_evae(config: Any,
       leave_one_out=config.vae.exemplar.leave_one_out,
       subsample_ratio=config.vae.exemplar.subsample_ratio,
       knn=config.vae.exemplar.knn, iwae_samples=config.vae.iwae_samples,
-      iwae_chunk=config.vae.iwae_chunk, name=config.model)
+      iwae_chunk=config.vae.iwae_chunk, name=config.model,
+      kl_warmup_steps=vae.kl_warmup_steps(config))
 

@@ -20,7 +20,9 @@ The stop-gradient sg[.] of eq. 5 keeps the flow's likelihood from shrinking
 the codes: without it (eq. 4), the log-det of f grows without bound as the
 codes' scale falls, and the encoder obliges (Sec. 3.3.1). Images are the grey
 levels in [0, 1] (App. B: no dequantisation); the decoder's sigmoid output is
-its mean, mapped back to data units for sampling.
+its mean, mapped back to data units for sampling. The encoder's variance
+Lambda(x) has no floor (`vae.GaussianEncoder(variance="softplus")`): under
+eq. 3 it falls as beta grows (Fig. 3b, `train.experiments.beta_sweep`).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -77,8 +79,9 @@ class LatentFlowAutoEncoder(nn.Module):
     if self.latent_dim < 2:
       raise ValueError(f"latent_dim={self.latent_dim}; the coupling flow "
                        "needs at least 2 latent dimensions")
+    # No variance floor (eq. 3): "softplus", not paper 3's hardtanh.
     self.encoder = vae.GaussianEncoder(self.latent_dim, self.hidden,
-                                       self.activation)
+                                       self.activation, variance="softplus")
     self.decoder = vae.Decoder(tuple(self.event_shape), self.hidden,
                                self.activation)
     self.flow = LatentFlow(self.flow_blocks, self.flow_hidden, self.flow_seed)
@@ -160,9 +163,12 @@ class GLFModel(base.TrainableModel):
 
   def encode(self, params: Params, x: Array) -> Array:
     """The codes z = E(x) [B, d] (the posterior mean for the VAE objective)."""
-    mean, _ = self.module.apply(params, vae.grey_levels(x, self.num_levels),
-                                method="encode")
-    return mean
+    return self.posterior(params, x)[0]
+
+  def posterior(self, params: Params, x: Array) -> Tuple[Array, Array]:
+    """(mu(x), log Lambda(x)) [B, d] of q(z | x), the VAE objective's."""
+    return self.module.apply(params, vae.grey_levels(x, self.num_levels),
+                             method="encode")
 
   def decode(self, params: Params, z: Array) -> Array:
     """G(z) in data units, [B, *event_shape]."""
@@ -175,7 +181,8 @@ class GLFModel(base.TrainableModel):
     Returns:
       {"reconstruction": L_recon, "nll": -log p_f(z) with the objective's
       stop-gradient, "log_q": log q(z | x) (zero for the auto-encoders),
-      "codes": z [B, d]}.
+      "codes": z [B, d], "log_variance": log Lambda(x) [B, d] of q(z | x)
+      (the VAE's; unused by the auto-encoders)}.
     """
     grey = vae.grey_levels(x, self.num_levels)
     mean, log_variance = self.module.apply(params, grey, method="encode")
@@ -189,7 +196,7 @@ class GLFModel(base.TrainableModel):
     reconstruction = latent_flow.reconstruction_loss(
         grey, self.module.apply(params, z, method="decode"))
     return {"reconstruction": reconstruction, "nll": nll, "log_q": log_q,
-            "codes": z}
+            "codes": z, "log_variance": log_variance}
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
@@ -197,7 +204,9 @@ class GLFModel(base.TrainableModel):
 
     Metrics: loss, reconstruction (L_recon), nll (L_NLL), latent_scale (the
     codes' standard deviation over the batch, averaged over dimensions: the
-    quantity that collapses under eq. 4) and, for the VAE, log_q.
+    quantity that collapses under eq. 4) and, for the VAE, log_q and
+    posterior_variance (the mean of Lambda(x) over the batch and the latent
+    dimensions, which falls as beta grows: Fig. 3b).
     """
     t = self.terms(params, batch["x"], key)
     loss = jnp.mean(self._per_example_loss(t))
@@ -206,6 +215,7 @@ class GLFModel(base.TrainableModel):
                "latent_scale": jnp.mean(jnp.std(t["codes"], axis=0))}
     if self.objective == "vae":
       metrics["log_q"] = jnp.mean(t["log_q"])
+      metrics["posterior_variance"] = jnp.mean(jnp.exp(t["log_variance"]))
     return loss, metrics
 
   def eval_metrics(self, params: Params, batch: Mapping[str, Array],

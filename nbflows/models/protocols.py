@@ -20,6 +20,9 @@ offers `Trainable`; the rest depend on what the model really computes:
                            (paper 4, Sec. 5.2)
   `LatentGaussians`        NCL: one flow pass and per-neighbourhood
                            Gaussians give the exact marginal (paper 1, eq. 7)
+  `StepScheduledLoss`      the paper-3 VAEs: the KL warm-up (paper 3, Sec. 5)
+  `HostBatchPreparation`   the Exemplar VAE: the kNN cache of Alg. 1
+                           (paper 3), searched on the host between steps
 
 A protocol is checked structurally (`typing.runtime_checkable`): a model
 offers it when it has every member, so a new model needs no registration
@@ -223,6 +226,36 @@ class LatentGaussians(Protocol):
 
   def neighbourhood_gaussians(self, params: Params,
                               latents: Array) -> Tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class StepScheduledLoss(Protocol):
+  """A training loss that depends on the step.
+
+  The trainer calls `loss_at_step(params, batch, key, step)` (step: the
+  int32 scalar of the train state, 0 first) instead of `loss`: the VAEs'
+  linear KL warm-up (paper 3, Sec. 5). `loss` stays the objective once the
+  schedule has ended.
+  """
+
+  def loss_at_step(self, params: Params, batch: Mapping[str, Array],
+                   key: Array, step: Array
+                   ) -> Tuple[Array, Dict[str, Array]]: ...
+
+
+@runtime_checkable
+class HostBatchPreparation(Protocol):
+  """Host-side work on each training batch before the jitted step.
+
+  `train_batch_preparer(params)` returns `prepare(params, batch, key) ->
+  batch`, which the trainer calls on every host batch (numpy arrays) with
+  the step's current parameters and a PRNG key, and whose output (numpy
+  arrays, batch axis first) the train step takes. The preparer may hold
+  state for the run (the Exemplar VAE's cache of latent means, paper 3,
+  Alg. 1); it is built afresh for each run from its first parameters.
+  """
+
+  def train_batch_preparer(self, params: Params) -> Any: ...
 
 
 def offers(model: Any, capability: type) -> bool:

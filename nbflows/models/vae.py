@@ -6,7 +6,7 @@ Welling's VampPrior code),
 
   Encoder(x)     = MLP[D - 300 - 300] with gated units (Dauphin et al.)
   mu(x)          = Dense[300 - d_z]
-  log Lambda(x)  = hardtanh(Dense[300 - d_z], -6, 2)
+  log Lambda(x)  = hardtanh(Dense[300 - d_z], -6, 2)   (variance="hardtanh")
   decoder logits = MLP[d_z - 300 - 300 - D] (gated hidden units)
 
 with q(z | x) = N(mu(x), diag Lambda(x)) (eq. 11) and a Bernoulli decoder
@@ -24,7 +24,18 @@ Table 9). With `beta` != 1 the training loss is the beta-VAE objective
 used for paper 1's CelebA neighbourhoods (App. B.2, beta = 1.5); the
 evaluation metrics stay the ELBO (beta = 1) and the IWAE bound. The test
 log-likelihood is the IWAE bound (Burda et al., 2015) over S importance
-samples, as in paper 3, Sec. 5.
+samples, as in paper 3, Sec. 5. Paper 3 (Sec. 5) also anneals the KL
+weight linearly over its first 100 epochs (`kl_warmup_steps`: the weight
+at step s is beta `elbo.kl_weight(s, warm-up)`); the trainer calls
+`loss_at_step` with its step (`protocols.StepScheduledLoss`), while `loss`
+is the objective after the warm-up.
+
+The hardtanh floors the posterior variance at e^-6 ~ 2.5e-3, where its
+gradient vanishes. Paper 5's VAE with a flow prior (eq. 3) has no floor:
+its posterior variance falls to ~1e-4 as beta grows (Fig. 3b). There
+`GaussianEncoder(variance="softplus")` gives Lambda(x) = softplus(Dense) +
+`MIN_VARIANCE` (1e-8, far below any variance the models reach), unbounded
+above, with a gradient that stays ~1 in log Lambda as Lambda -> 0.
 
 Priors here (`nbflows.distributions.priors`, built from the parameters by
 `VAEModel.prior`): the standard Gaussian, and the VampPrior (Tomczak &
@@ -41,7 +52,7 @@ Example:
   >>> params = model.init(jax.random.key(0), batch)
   >>> loss, metrics = model.loss(params, batch, jax.random.key(1))
   >>> sorted(metrics)
-  ['elbo', 'kl', 'loss', 'reconstruction_nll']
+  ['elbo', 'kl', 'kl_weight', 'loss', 'reconstruction_nll']
 """
 from __future__ import annotations
 
@@ -66,7 +77,12 @@ ACTIVATIONS = ("gated", "relu")
 PRIORS = ("gaussian", "vampprior", "exemplar")
 Prior = Union[priors.StandardNormalPrior, priors.VampPrior,
               priors.ExemplarPrior]
-LOG_VARIANCE_RANGE = (-6.0, 2.0)   # hardtanh of the VampPrior code
+# How the encoder's last layer gives log Lambda(x): "hardtanh", clipped to
+# LOG_VARIANCE_RANGE (the VampPrior code, paper 3's VAEs); "softplus",
+# log(softplus(.) + MIN_VARIANCE) (paper 5's VAE with a flow prior, eq. 3).
+POSTERIOR_VARIANCES = ("hardtanh", "softplus")
+LOG_VARIANCE_RANGE = (-6.0, 2.0)
+MIN_VARIANCE = 1e-8
 # Fixed key for binarising evaluation images: every model scores the same
 # binary test set (folded with each example's index, so batching is irrelevant).
 EVAL_BINARISATION_SEED = 20200101
@@ -144,10 +160,14 @@ class GaussianEncoder(nn.Module):
     latent_dim: d_z.
     hidden: widths of the hidden layers.
     activation: "gated" (paper 3) or "relu".
+    variance: "hardtanh" (log Lambda clipped to LOG_VARIANCE_RANGE, paper
+      3) or "softplus" (Lambda = softplus(.) + MIN_VARIANCE, no floor in
+      effect: paper 5, eq. 3).
   """
   latent_dim: int
   hidden: Sequence[int] = (300, 300)
   activation: str = "gated"
+  variance: str = "hardtanh"
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
@@ -155,9 +175,32 @@ class GaussianEncoder(nn.Module):
     for i, width in enumerate(self.hidden):
       h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
     mean = nn.Dense(self.latent_dim, name="mean")(h)
-    log_variance = jnp.clip(nn.Dense(self.latent_dim, name="log_variance")(h),
-                            *LOG_VARIANCE_RANGE)
-    return mean, log_variance
+    raw = nn.Dense(self.latent_dim, name="log_variance")(h)
+    return mean, posterior_log_variance(raw, self.variance)
+
+
+def posterior_log_variance(raw: Array, variance: str) -> Array:
+  """log Lambda from the encoder's last layer, per `variance`.
+
+  "hardtanh": clip(raw, -6, 2), paper 3's (after the VampPrior code).
+  "softplus": log(softplus(raw) + MIN_VARIANCE): smooth, ~raw as raw -> -inf
+  (so the gradient does not vanish until Lambda nears 1e-8) and finite for
+  every raw, since softplus >= 0.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> raw = jnp.array([-30.0, 0.0, 30.0])
+    >>> [round(float(v), 2) for v in posterior_log_variance(raw, "hardtanh")]
+    [-6.0, 0.0, 2.0]
+    >>> [round(float(v), 2) for v in posterior_log_variance(raw, "softplus")]
+    [-18.42, -0.37, 3.4]
+  """
+  if variance == "hardtanh":
+    return jnp.clip(raw, *LOG_VARIANCE_RANGE)
+  if variance == "softplus":
+    return jnp.log(jax.nn.softplus(raw) + MIN_VARIANCE)
+  raise ValueError(f"variance={variance!r}; expected one of "
+                   f"{POSTERIOR_VARIANCES}")
 
 
 class Decoder(nn.Module):
@@ -268,6 +311,8 @@ class VAEModel(base.TrainableModel):
     iwae_chunk: samples evaluated at once (bounds memory: [chunk, B, D]).
     name: the config's model name.
     beta: weight of the KL term in the training loss (1: the ELBO).
+    kl_warmup_steps: steps over which the KL weight rises linearly to beta
+      (paper 3, Sec. 5: 100 epochs); 0: no annealing.
 
   Attributes:
     selection_metric: the per-example eval metric (lower is better) that
@@ -278,7 +323,8 @@ class VAEModel(base.TrainableModel):
   selection_metric = "loss"
 
   def __init__(self, module: VAE, num_levels: int, iwae_samples: int = 1000,
-               iwae_chunk: int = 100, name: str = "vae", beta: float = 1.0):
+               iwae_chunk: int = 100, name: str = "vae", beta: float = 1.0,
+               kl_warmup_steps: int = 0):
     super().__init__(module, module.event_shape, "none", name,
                      num_levels=num_levels)
     if num_levels < 2:
@@ -288,8 +334,12 @@ class VAEModel(base.TrainableModel):
                        " expected both >= 1")
     if not beta > 0:
       raise ValueError(f"beta={beta}; expected > 0 (config.vae.beta)")
+    if not isinstance(kl_warmup_steps, int) or kl_warmup_steps < 0:
+      raise ValueError(f"kl_warmup_steps={kl_warmup_steps!r}; expected an "
+                       "integer >= 0 (config.vae.kl_warmup_steps)")
     self.iwae_samples = iwae_samples
     self.beta = float(beta)
+    self.kl_warmup_steps = kl_warmup_steps
     self.iwae_chunk = min(iwae_chunk, iwae_samples)
 
   @property
@@ -391,17 +441,27 @@ class VAEModel(base.TrainableModel):
   # ------------------------------------------------------------ objectives
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
-    """-(log p(x | z) - beta KL), nats per example, freshly binarised.
+    """`loss_at_step` after the KL warm-up: -(log p(x | z) - beta KL)."""
+    return self.loss_at_step(params, batch, key, self.kl_warmup_steps)
 
-    With beta = 1 the negative single-sample ELBO; "elbo" in the metrics is
-    always the beta = 1 bound.
+  def loss_at_step(self, params: Params, batch: Mapping[str, Array],
+                   key: Array, step: Array
+                   ) -> Tuple[Array, Dict[str, Array]]:
+    """-(log p(x | z) - w(step) beta KL), nats per example, freshly binarised.
+
+    w is the linear KL warm-up of paper 3, Sec. 5 (`elbo.kl_weight`). After
+    the warm-up and with beta = 1 the loss is the negative single-sample
+    ELBO; "elbo" in the metrics is always the unweighted bound, and
+    "kl_weight" is w(step) beta.
     """
     binarise_key, sample_key, prior_key = jax.random.split(key, 3)
     x_binary = binarise(binarise_key, batch["x"], self.num_levels)
     reconstruction, kl = self.elbo_terms(
         params, x_binary, sample_key,
         lambda z: self.training_log_prior(params, z, batch, prior_key))
-    return elbo.training_loss(reconstruction, kl, self.beta)
+    weight = self.beta * elbo.kl_weight(step, self.kl_warmup_steps)
+    loss, metrics = elbo.training_loss(reconstruction, kl, weight)
+    return loss, dict(metrics, kl_weight=weight)
 
   def eval_metrics(self, params: Params, batch: Mapping[str, Array],
                    key: Array) -> Dict[str, Array]:
@@ -508,13 +568,30 @@ def make_network(config: Any, dataset_event_shape: Sequence[int],
              num_pseudo_inputs=config.vae.num_pseudo_inputs)
 
 
+def kl_warmup_steps(config: Any) -> int:
+  """`config.vae.kl_warmup_steps`, checked to end before the run does.
+
+  Raises:
+    ValueError: if the warm-up is not shorter than `config.num_train_steps`
+      (the run would never train the ELBO it selects checkpoints on).
+  """
+  steps = config.vae.get("kl_warmup_steps", 0)  # absent from older runs
+  if isinstance(steps, int) and steps >= config.num_train_steps:
+    raise ValueError(
+        f"config.vae.kl_warmup_steps={steps} is not smaller than "
+        f"config.num_train_steps={config.num_train_steps}; the KL warm-up "
+        "(paper 3, Sec. 5) must end before the run does")
+  return steps
+
+
 def _build(config: Any, prior: str) -> VAEModel:
   info = sources.dataset_info(config.dataset)
   return VAEModel(make_network(config, info.event_shape, prior),
                   num_levels=info.num_levels,
                   iwae_samples=config.vae.iwae_samples,
                   iwae_chunk=config.vae.iwae_chunk, name=config.model,
-                  beta=config.vae.get("beta", 1.0))
+                  beta=config.vae.get("beta", 1.0),
+                  kl_warmup_steps=kl_warmup_steps(config))
 
 
 def build_vae(config: Any) -> VAEModel:

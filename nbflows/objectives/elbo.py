@@ -9,7 +9,8 @@ the reconstruction term minus a one-sample estimate of the KL term, so that
 every prior (Gaussian, VampPrior, exemplar, paper 3, Table 9; a latent flow,
 paper 5, eq. 3) is estimated the same way. With beta != 1 the loss weighs the
 KL term: -(log p(x | z) - beta (log q(z | x) - log p(z))) (Higgins et al.,
-2017). The IWAE bound (Burda et al., 2016) averages S such weights,
+2017). Paper 3 (Sec. 5) also anneals the KL weight linearly from near 0 to
+1 at the start of training (`kl_weight`). The IWAE bound (Burda et al., 2016) averages S such weights,
 log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x), in log space
 (`nbflows.objectives.iwae`).
 
@@ -123,6 +124,30 @@ def training_loss(reconstruction: Array, kl: Array, beta: float = 1.0
   return loss, {"loss": loss, "elbo": elbo,
                 "reconstruction_nll": -jnp.mean(reconstruction),
                 "kl": jnp.mean(kl)}
+
+
+def kl_weight(step: Array, warmup_steps: int) -> Array:
+  """Linear KL annealing: min(1, (step + 1) / warmup_steps) (paper 3, Sec. 5).
+
+  Paper 3 uses "linear KL annealing for 100 epochs", after the VampPrior
+  code (Tomczak & Welling), whose weight at epoch e = 1, 2, ... is
+  min(1, e / warmup); here the unit is the step, counted from 0, so step 0
+  has weight 1 / warmup_steps and step warmup_steps - 1 has weight 1.
+
+  Args:
+    step: the training step (0 for the first), an int scalar, traceable.
+    warmup_steps: the length of the warm-up; 0 gives weight 1 throughout.
+
+  Returns:
+    A float32 scalar in (0, 1].
+
+  Example:
+    >>> [float(kl_weight(s, 4)) for s in (0, 1, 3, 10)]
+    [0.25, 0.5, 1.0, 1.0]
+  """
+  if warmup_steps == 0:
+    return jnp.ones((), jnp.float32)
+  return jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1) / warmup_steps)
 
 
 def importance_log_weights(x: Array, mean: Array, log_variance: Array,

@@ -125,7 +125,9 @@ def make_train_step(model: protocols.Trainable,
   """Builds the pure `train_step(state, batch) -> (state, metrics)`.
 
   One step: the key is fold_in(state.rng, state.step); the gradient of
-  `model.loss` is clipped and applied by `optimizer`. If the loss or the
+  `model.loss` (of `model.loss_at_step(..., state.step)` for a model
+  offering `protocols.StepScheduledLoss`, e.g. the VAEs' KL warm-up) is
+  clipped and applied by `optimizer`. If the loss or the
   gradient's global norm is NaN or infinite (as it is when any gradient
   entry is), the new parameters and optimizer state are
   discarded (the old ones kept), `nonfinite_streak` grows by one and the
@@ -140,10 +142,16 @@ def make_train_step(model: protocols.Trainable,
     The un-jitted step; `compile_train_step` jits it over a mesh.
   """
 
+  if protocols.offers(model, protocols.StepScheduledLoss):
+    loss_at_step = model.loss_at_step
+  else:
+    loss_at_step = lambda params, batch, key, step: model.loss(
+        params, batch, key)
+
   def train_step(state, batch):
     key = jax.random.fold_in(state.rng, state.step)
-    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, batch, key)
+    grad_fn = jax.value_and_grad(loss_at_step, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, key, state.step)
     grad_norm = optax.tree.norm(grads)
     # One test for the whole gradient: its global norm is NaN or infinite if
     # any entry is (or if the sum of squares overflows). A per-leaf
@@ -330,7 +338,7 @@ class _Run:
       evals_without_improvement, stopped_early).
     step: the steps trained so far.
     batches: the training iterator, positioned after `first`.
-    first: the first batch, sharded over the mesh.
+    first: the first batch, this host's slice as the pipeline gave it.
     train_step: `compile_train_step`'s jitted step.
     state_sharding: the state's shardings.
     schedule: the learning-rate schedule (for the logs).
@@ -362,9 +370,10 @@ def _initial_run(config, workdir, model, splits, index, mesh,
   # restored step puts it where the interrupted run was, in constant time.
   batches = pipeline.train_iterator(splits, index, config, config.seed,
                                     start_step=step)
-  first = sharding.shard_batch(next(batches), mesh)
+  first = next(batches)
+  first_sharded = sharding.shard_batch(first, mesh)
   key = jax.random.key(config.seed)
-  abstract_state = jax.eval_shape(create, key, first)
+  abstract_state = jax.eval_shape(create, key, first_sharded)
   state_sharding = sharding.state_sharding(abstract_state, mesh,
                                            config.sharding.fsdp)
   train_step = compile_train_step(make_train_step(model, optimizer), mesh,
@@ -381,7 +390,7 @@ def _initial_run(config, workdir, model, splits, index, mesh,
                                         start_step=step)
       first = sharding.shard_batch(next(batches), mesh)
   else:
-    state, loop = init_fn(key, first), {
+    state, loop = init_fn(key, first_sharded), {
         "best_value": None, "best_step": None,
         "evals_without_improvement": 0, "stopped_early": False}
   checkpoint_format.save_config(config, workdir)
@@ -404,11 +413,12 @@ def _run_steps(config, model, run: _Run, splits, index, mesh, eval_step,
   replicated = sharding.replicated(mesh)
   done = run.done(config)
   preempted = False
+  prepare = _batch_preparer(model, run.state)
   window, previous, tick = [], None, time.time()
   postfix = {}   # the progress bar's last loss and validation value
   while not done:
-    batch = run.first if previous is None else sharding.shard_batch(
-        next(run.batches), mesh)
+    local = run.first if previous is None else next(run.batches)
+    batch = sharding.shard_batch(prepare(run.state, local), mesh)
     run.state, metrics = run.train_step(run.state, batch)
     # Reading the previous step's streak lets this step run meanwhile.
     _check_streak(previous, run.step, config.max_consecutive_nonfinite_steps)
@@ -442,6 +452,24 @@ def _run_steps(config, model, run: _Run, splits, index, mesh, eval_step,
       checkpointer.save(run.step, run.state, run.loop, best=improved)
   _check_streak(previous, run.step, config.max_consecutive_nonfinite_steps)
   return preempted
+
+
+def _batch_preparer(model, state: state_lib.TrainState
+                    ) -> Callable[[state_lib.TrainState, Batch], Batch]:
+  """(state, host batch) -> the batch the train step takes.
+
+  The identity, except for a model offering
+  `protocols.HostBatchPreparation` (the Exemplar VAE's kNN prior, paper 3,
+  Alg. 1: a host-side search between jitted steps), whose preparer is built
+  from the current parameters and then called with each step's parameters
+  and a key of its own (fold_in(rng, step), folded with 1).
+  """
+  if not protocols.offers(model, protocols.HostBatchPreparation):
+    return lambda state, batch: batch
+  preparer = model.train_batch_preparer(state.params)
+  return lambda state, batch: preparer(
+      state.params, batch,
+      jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 1))
 
 
 def _final_report(config, workdir, model, run: _Run, splits, index, mesh,
