@@ -12,6 +12,7 @@ import os
 from absl import app
 from absl import flags
 
+from train import cli
 from train import runtime
 from train.experiments import beta_sweep
 
@@ -57,4 +58,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)
