@@ -5,7 +5,9 @@ end-to-end tests compile the same quick models; with one persistent cache a
 process (or an in-process run) finds the programs an earlier one compiled.
 Every program is written (`nbflows.compilation_cache.MIN_COMPILE_TIME_SECS`:
 JAX's default of 1 s would skip most of them). The cache directory is shared
-by the xdist workers of a run.
+by the xdist workers of a run. XLA_FLAGS are part of a program's key: the
+command lines (`train.runtime`'s fast CPU flags) share programs with each
+other, in-process runs and notebook kernels with each other.
 
 Subprocesses and notebook kernels inherit it through the environment, set
 after `jax` is imported, so this process's own config keeps its default

@@ -222,7 +222,8 @@ def test_readme_commands_and_snippets(tmp_path, monkeypatch,
   # One test, so that under xdist the commands run once, on one worker.
   workdir, done = run_commands(str(tmp_path))
   check_training_outputs(workdir, done)
-  # The snippets in this process, with the cache the commands filled.
+  # The snippets in this process, in the session's cache (the commands' runs
+  # set the fast CPU XLA_FLAGS, so only other in-process runs share it).
   with compilation_cache.reused_compilations(compilation_cache_dir):
     check_python_snippets(str(tmp_path), workdir, monkeypatch)
 

@@ -236,8 +236,10 @@ def test_train_main_command_line_on_prepared_mnist(prepared, tmp_path):
 
 # Every ncl_* and nct_* TFDS config but the command line's above, in process
 # (each run is compile-bound; a process start would add its imports), with
-# the session's compilation cache: the fashion_mnist configs compile the
-# programs of the mnist ones (same shapes and k).
+# the session's compilation cache: nct_fashion_mnist compiles the programs of
+# nct_mnist (same shapes and k). (The command line's ncl_mnist runs with the
+# fast CPU XLA_FLAGS, part of the cache key, so its programs serve no
+# in-process run.)
 IN_PROCESS = [(family, name) for name in sources.TFDS_NAMES
               for family in ("ncl", "nct")
               if (family, name) != ("ncl", "mnist")]
