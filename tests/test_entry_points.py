@@ -21,18 +21,11 @@ EVAL_KEYS = {"test_bpd", "num_params", "model", "dataset", "num_train_steps",
              "steps_trained", "checkpoint_step"}
 
 
-def quick_config():
-  """The quick RealNVP on digits with one coupling per scale (fast compile)."""
-  config = default.get_config("quick")
-  config.flow.couplings_per_scale = 1
-  return config
-
-
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory, compilation_cache_dir):
   workdir = str(tmp_path_factory.mktemp("digits_quick"))
   with compilation_cache.reused_compilations(compilation_cache_dir):
-    results = trainer.train_and_evaluate(quick_config(), workdir)
+    results = trainer.train_and_evaluate(default.get_config("quick"), workdir)
   return workdir, results
 
 
@@ -58,7 +51,7 @@ def read_jsonl(path):
 
 def test_train_and_evaluate_on_digits_writes_every_output(digits_run):
   workdir, results = digits_run
-  config = quick_config()
+  config = default.get_config("quick")
   with open(os.path.join(workdir, "eval.json")) as f:
     saved = json.load(f)
   assert EVAL_KEYS <= set(saved)
@@ -104,7 +97,7 @@ def test_rerunning_a_finished_run_resumes_without_training(
     digits_run, compilation_cache_dir):
   workdir, results = digits_run
   with compilation_cache.reused_compilations(compilation_cache_dir):
-    again = trainer.train_and_evaluate(quick_config(), workdir)
+    again = trainer.train_and_evaluate(default.get_config("quick"), workdir)
   assert again["steps_trained"] == 20
   assert again["test_bpd"] == results["test_bpd"]
 
