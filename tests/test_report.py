@@ -106,10 +106,12 @@ def test_label_marginal_is_bounded_by_the_conditional(quick_report):
 def test_evaluate_command_line_writes_the_chosen_metrics(quick_report):
   workdir = os.path.join(quick_report[0], "digits", "ccrnvp")
   os.remove(os.path.join(workdir, "eval.json"))
+  # XLA's default flags, as in this process: the report's programs serve it
+  # from the session's compilation cache.
   run = run_module("train.evaluate", "--config",
                    "configs/ccrnvp_digits.py:quick", "--workdir", workdir,
                    *[f"--config.{o}" for o in OVERRIDES],
-                   "--metrics", "bpd,marginal_bpd,fd")
+                   "--metrics", "bpd,marginal_bpd,fd", "--nofast_cpu_flags")
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
   with open(os.path.join(workdir, "eval.json")) as f:
     saved = json.load(f)
@@ -220,14 +222,16 @@ def test_log_likelihood_and_its_standard_error():
                                         values, ("iwae",))
 
 
-def test_compare_tabulates_conditional_and_marginal_bpd(quick_report):
+def test_compare_tabulates_conditional_and_marginal_bpd(
+    quick_report, compilation_cache_dir):
   # A copy of the report's finished quick RNVP run (the same config), so
-  # compare only re-tests it.
+  # compare only re-tests it, with the programs the report compiled.
   root = os.path.join(quick_report[0], "compare")
   shutil.copytree(os.path.join(quick_report[0], "digits", "rnvp"),
                   os.path.join(root, "rnvp_digits"))
-  rows = compare.compare(["configs/rnvp_digits.py:quick"], list(OVERRIDES),
-                         root)
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    rows = compare.compare(["configs/rnvp_digits.py:quick"], list(OVERRIDES),
+                           root)
   expected = quick_report[1]["tables"]["digits"][0]
   assert rows[0]["steps_trained"] == expected["steps_trained"]
   assert rows[0]["test_bpd"] == pytest.approx(expected["test_bpd"])
