@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from nbflows import compilation_cache
 from nbflows.data import sources
 from train.loop import trainer
 from test_entry_points import run_module
@@ -235,24 +234,18 @@ def test_train_main_command_line_on_prepared_mnist(prepared, tmp_path):
 
 
 # Every ncl_* and nct_* TFDS config but the command line's above, in process
-# (each run is compile-bound; a process start would add its imports), with
-# the session's compilation cache: nct_fashion_mnist compiles the programs of
-# nct_mnist (same shapes and k). (The command line's ncl_mnist runs with the
-# fast CPU XLA_FLAGS, part of the cache key, so its programs serve no
-# in-process run.)
+# (each run is compile-bound; a process start would add its imports).
 IN_PROCESS = [(family, name) for name in sources.TFDS_NAMES
               for family in ("ncl", "nct")
               if (family, name) != ("ncl", "mnist")]
 
 
 @pytest.mark.parametrize("family,name", IN_PROCESS)
-def test_config_trains_on_prepared_tfds_data(family, name, prepared, tmp_path,
-                                             compilation_cache_dir):
+def test_config_trains_on_prepared_tfds_data(family, name, prepared, tmp_path):
   data_dir, _ = prepared
   config = importlib.import_module(
       f"configs.{family}_{CONFIG_SUFFIX[name]}").get_config("quick")
   config.update_from_flattened_dict(dict(SHORT_RUN, data_dir=data_dir))
   workdir = str(tmp_path / "run")
-  with compilation_cache.reused_compilations(compilation_cache_dir):
-    results = trainer.train_and_evaluate(config, workdir)
+  results = trainer.train_and_evaluate(config, workdir)
   check_run(results, workdir, name, family)
