@@ -13,6 +13,7 @@ import pytest
 
 from configs import default
 from nbflows import checkpoint_loading
+from nbflows import compilation_cache
 from nbflows.models import base as model_base
 from train.loop import trainer
 
@@ -22,9 +23,10 @@ EVAL_KEYS = {"test_bpd", "num_params", "model", "dataset", "num_train_steps",
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run(tmp_path_factory, compilation_cache_dir):
   workdir = str(tmp_path_factory.mktemp("digits_quick"))
-  results = trainer.train_and_evaluate(default.get_config("quick"), workdir)
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    results = trainer.train_and_evaluate(default.get_config("quick"), workdir)
   return workdir, results
 
 
@@ -124,9 +126,11 @@ def test_train_and_evaluate_on_digits_writes_every_output(digits_run):
   assert model_base.count_params(params) == saved["num_params"]
 
 
-def test_rerunning_a_finished_run_resumes_without_training(digits_run):
+def test_rerunning_a_finished_run_resumes_without_training(
+    digits_run, compilation_cache_dir):
   workdir, results = digits_run
-  again = trainer.train_and_evaluate(default.get_config("quick"), workdir)
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    again = trainer.train_and_evaluate(default.get_config("quick"), workdir)
   assert again["steps_trained"] == 20
   assert again["test_bpd"] == results["test_bpd"]
 
@@ -141,7 +145,8 @@ def run_module(module, *args):
 def test_command_lines_train_and_evaluate(tmp_path):
   workdir = str(tmp_path / "cli")
   overrides = ["--config.model=rnvp_mlp", "--config.dataset=two_rectangles",
-               "--config.num_train_steps=8", "--config.eval_every_steps=4",
+               "--config.flow.num_layers=2", "--config.num_train_steps=8",
+               "--config.eval_every_steps=4",
                "--config.checkpoint_every_steps=4"]
   run = run_module("train.main", "--config", "configs/default.py:quick",
                    "--workdir", workdir, *overrides)

@@ -1,9 +1,12 @@
 """The notebooks in notebooks/: each runs headless and draws its figures.
 
 Every notebook reads its run length from NBFLOWS_NOTEBOOK_STEPS, its config
-size from NBFLOWS_NOTEBOOK_CONFIG ("quick": tiny networks) and where to write
-from NBFLOWS_NOTEBOOK_WORKDIR; here they run a few steps of the quick configs
-in a fresh kernel (nbclient), so a notebook broken by a library change fails
+size from NBFLOWS_NOTEBOOK_CONFIG ("quick": tiny networks), more overrides
+from NBFLOWS_NOTEBOOK_OVERRIDES and where to write from
+NBFLOWS_NOTEBOOK_WORKDIR; here they run a few steps of the quick configs, with
+one coupling per scale and two vector-flow layers, in a fresh kernel
+(nbclient) that uses the session's compilation cache (tests/conftest.py; the
+notebooks train the same NCL), so a notebook broken by a library change fails
 the suite. The notebooks also assert their own consistency checks (e.g. the
 conditional bits/dim they compute equal the trainer's test report, the ROC
 curve's area equals the AUROC), which fail the run if the maths is wrong.
@@ -22,6 +25,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
 STEPS = 4
+# Smaller flows than the quick configs' (a faster compile), valid for all.
+OVERRIDES = "flow.couplings_per_scale=1 flow.num_layers=2"
 # The figures each notebook writes to <workdir>/figures (and displays).
 FIGURES = {
     "01_quickstart": ["neighbourhoods.png", "samples_beside_neighbourhoods.png",
@@ -63,7 +68,7 @@ def test_notebook_installs_nbflows_in_colab_and_reads_its_parameters(path):
   assert '"google.colab" in sys.modules' in first.source
   assert '!pip install -q "git+{REPO_URL}"' in first.source
   for variable in ("NBFLOWS_NOTEBOOK_STEPS", "NBFLOWS_NOTEBOOK_CONFIG",
-                   "NBFLOWS_NOTEBOOK_WORKDIR"):
+                   "NBFLOWS_NOTEBOOK_OVERRIDES", "NBFLOWS_NOTEBOOK_WORKDIR"):
     assert variable in parameters.source
 
 
@@ -72,29 +77,17 @@ def displayed_images(notebook) -> int:
              for cell in code_cells(notebook) for output in cell.outputs)
 
 
-@pytest.fixture(scope="session")
-def compilation_cache(tmp_path_factory) -> str:
-  """A JAX compilation cache shared by the notebooks' kernels (and workers).
-
-  Three notebooks train the same NCL; a kernel that finds its programs
-  compiled by an earlier one starts training in seconds rather than a minute.
-  """
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent          # shared by every xdist worker of this run
-  return str(root / "jax_compilation_cache")
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=name_of)
 def test_notebook_runs_and_draws_its_figures(path, tmp_path, monkeypatch,
-                                             compilation_cache):
+                                             compilation_cache_dir):
   monkeypatch.setenv("NBFLOWS_NOTEBOOK_STEPS", str(STEPS))
   monkeypatch.setenv("NBFLOWS_NOTEBOOK_CONFIG", "quick")
+  monkeypatch.setenv("NBFLOWS_NOTEBOOK_OVERRIDES", OVERRIDES)
   monkeypatch.setenv("NBFLOWS_NOTEBOOK_WORKDIR", str(tmp_path))
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
   monkeypatch.setenv("PYTHONPATH", REPO)
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache)
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache_dir)
   notebook = nbformat.read(path, as_version=4)
   NotebookClient(notebook, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -108,9 +101,13 @@ def test_notebook_runs_and_draws_its_figures(path, tmp_path, monkeypatch,
     pixels = image.imread(str(figures / figure))
     assert pixels.ndim == 3 and min(pixels.shape[:2]) > 32, figure
     assert np.std(pixels[..., :3]) > 0.02, f"{figure} is blank"
-  # Every run trained exactly STEPS steps (the parameter reached the trainer).
+  # Every run trained exactly STEPS steps of the overridden config (the
+  # parameters reached the trainer).
   reports = glob.glob(str(tmp_path / "*" / "eval.json"))
   assert reports
   for report in reports:
     with open(report) as f:
       assert json.load(f)["steps_trained"] == STEPS, report
+    with open(os.path.join(os.path.dirname(report), "config.json")) as f:
+      flow = json.load(f)["flow"]
+    assert (flow["couplings_per_scale"], flow["num_layers"]) == (1, 2), report

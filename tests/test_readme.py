@@ -7,8 +7,9 @@ stands:
     workdir): `pip install` must name files that exist; `python -m pytest`
     must be the command CI runs (.ci/run); every `python -m train.*` or
     `python -m nbflows.*` command runs, with its config shrunk to the
-    `:quick` variant, a few steps and its workdir in a temporary directory
-    (identical commands run once);
+    `:quick` variant, one coupling per scale, a few steps and its workdir in
+    a temporary directory (identical commands run once; they share the
+    session's compilation cache, tests/conftest.py);
   * ```python blocks run in order, in one namespace, in that temporary
     directory after the commands, so their paths (e.g.
     "workdirs/ncl_digits") name the runs just made;
@@ -38,15 +39,18 @@ import sys
 import numpy as np
 import pytest
 
+from nbflows import compilation_cache
 from test_entry_points import REPO
 
 README = os.path.join(REPO, "README.md")
 # Flags whose values are paths (comma-separated lists for --workdirs).
 PATH_FLAGS = ("--workdir", "--workdir_root", "--workdirs", "--out")
-# Appended to every command with a --config: a few steps, validated at the end.
+# Appended to every command with a --config (README's own override syntax):
+# a few steps, validated at the end, of a flow with one coupling per scale.
 SMALL_RUN = ["--config.num_train_steps=4", "--config.eval_every_steps=4",
              "--config.checkpoint_every_steps=4",
-             "--config.optimizer.warmup_steps=0"]
+             "--config.optimizer.warmup_steps=0",
+             "--config.flow.couplings_per_scale=1"]
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -213,11 +217,15 @@ def check_python_snippets(root: str, workdir: str, monkeypatch) -> None:
       assert np.isfinite(samples).all()
 
 
-def test_readme_commands_and_snippets(tmp_path, monkeypatch):
+def test_readme_commands_and_snippets(tmp_path, monkeypatch,
+                                      compilation_cache_dir):
   # One test, so that under xdist the commands run once, on one worker.
   workdir, done = run_commands(str(tmp_path))
   check_training_outputs(workdir, done)
-  check_python_snippets(str(tmp_path), workdir, monkeypatch)
+  # The snippets in this process, in the session's cache (the commands' runs
+  # set the fast CPU XLA_FLAGS, so only other in-process runs share it).
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    check_python_snippets(str(tmp_path), workdir, monkeypatch)
 
 
 def table_configs(text: str) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from configs import lgf_maf_two_rectangles
 from configs import ncl_digits
 from configs import vae_digits
 from nbflows import checkpoint_loading
+from nbflows import compilation_cache
 from nbflows.data import sources
 from nbflows.metrics import feature_net
 from nbflows.metrics import frechet
@@ -31,6 +32,9 @@ from train.experiments import report
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITY_KEYS = {"frechet_distance", "prd_f8", "prd_f1_8",
                 "sample_quality_samples", "sample_quality_features"}
+# Applied to the report's quick runs (and to the commands that reuse them):
+# one coupling per scale, for a fast compile.
+OVERRIDES = ("flow.couplings_per_scale=1",)
 
 
 def run_module(module, *args):
@@ -41,15 +45,16 @@ def run_module(module, *args):
 
 
 @pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
+def quick_report(tmp_path_factory, compilation_cache_dir):
   """report() on quick RNVP and CC-RNVP, with one novelty.json present."""
   root = str(tmp_path_factory.mktemp("report"))
   os.makedirs(os.path.join(root, "novelty_ncl_digits"))
   with open(os.path.join(root, "novelty_ncl_digits", "novelty.json"),
             "w") as f:
     json.dump({"per_class": {"0": 0.9, "1": 0.7}, "mean_auroc": 0.8}, f)
-  results = report.report(root, ["digits"], rows=("rnvp", "ccrnvp"),
-                          quick=True, command="test")
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    results = report.report(root, ["digits"], rows=("rnvp", "ccrnvp"),
+                            overrides=OVERRIDES, quick=True, command="test")
   return root, results
 
 
@@ -101,9 +106,12 @@ def test_label_marginal_is_bounded_by_the_conditional(quick_report):
 def test_evaluate_command_line_writes_the_chosen_metrics(quick_report):
   workdir = os.path.join(quick_report[0], "digits", "ccrnvp")
   os.remove(os.path.join(workdir, "eval.json"))
+  # XLA's default flags, as in this process: the report's programs serve it
+  # from the session's compilation cache.
   run = run_module("train.evaluate", "--config",
                    "configs/ccrnvp_digits.py:quick", "--workdir", workdir,
-                   "--metrics", "bpd,marginal_bpd,fd")
+                   *[f"--config.{o}" for o in OVERRIDES],
+                   "--metrics", "bpd,marginal_bpd,fd", "--nofast_cpu_flags")
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
   with open(os.path.join(workdir, "eval.json")) as f:
     saved = json.load(f)
@@ -118,22 +126,25 @@ def test_evaluate_command_line_writes_the_chosen_metrics(quick_report):
 
 
 def test_frechet_distance_is_of_marginal_samples_against_the_test_split(
-    quick_report):
+    quick_report, compilation_cache_dir):
   workdir = os.path.join(quick_report[0], "digits", "ccrnvp")
   row = quick_report[1]["tables"]["digits"][1]
   model, params, config = checkpoint_loading.load_checkpoint(workdir)
   splits = sources.load("digits")
-  samples = sample_quality.draw_marginal_samples(
-      model, params, jax.random.fold_in(jax.random.key(config.seed),
-                                        requested_metrics.QUALITY_SALT),
-      config.eval.num_samples, splits.train, None, config.eval_batch_size)
   info = splits.info
-  net = feature_net.load_or_train(
-      "digits", splits.train.images, splits.train.labels, info.num_levels,
-      info.num_classes,
-      os.path.expanduser(sample_quality.FEATURE_NET_CACHE_DIR),
-      feature_net.ClassifierSettings(num_steps=config.eval.feature_net_steps))
-  expected = frechet.frechet_distance(net(splits.test.images), net(samples))
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    samples = sample_quality.draw_marginal_samples(
+        model, params, jax.random.fold_in(jax.random.key(config.seed),
+                                          requested_metrics.QUALITY_SALT),
+        config.eval.num_samples, splits.train, None, config.eval_batch_size)
+    net = feature_net.load_or_train(
+        "digits", splits.train.images, splits.train.labels, info.num_levels,
+        info.num_classes,
+        os.path.expanduser(sample_quality.FEATURE_NET_CACHE_DIR),
+        feature_net.ClassifierSettings(
+            num_steps=config.eval.feature_net_steps))
+    expected = frechet.frechet_distance(net(splits.test.images),
+                                        net(samples))
   assert row["frechet_distance"] == pytest.approx(expected, rel=1e-6)
   assert row["sample_quality_samples"] == len(samples) == 64
   assert 0 <= row["prd_f1_8"] <= 1 and 0 <= row["prd_f8"] <= 1
@@ -211,13 +222,16 @@ def test_log_likelihood_and_its_standard_error():
                                         values, ("iwae",))
 
 
-def test_compare_tabulates_conditional_and_marginal_bpd(quick_report):
+def test_compare_tabulates_conditional_and_marginal_bpd(
+    quick_report, compilation_cache_dir):
   # A copy of the report's finished quick RNVP run (the same config), so
-  # compare only re-tests it.
+  # compare only re-tests it, with the programs the report compiled.
   root = os.path.join(quick_report[0], "compare")
   shutil.copytree(os.path.join(quick_report[0], "digits", "rnvp"),
                   os.path.join(root, "rnvp_digits"))
-  rows = compare.compare(["configs/rnvp_digits.py:quick"], [], root)
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    rows = compare.compare(["configs/rnvp_digits.py:quick"], list(OVERRIDES),
+                           root)
   expected = quick_report[1]["tables"]["digits"][0]
   assert rows[0]["steps_trained"] == expected["steps_trained"]
   assert rows[0]["test_bpd"] == pytest.approx(expected["test_bpd"])

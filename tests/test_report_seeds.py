@@ -7,15 +7,24 @@ import os
 import numpy as np
 import pytest
 
+from nbflows import compilation_cache
 from train.experiments import report
+
+NUM_CLUSTERS = 20     # k-means clusters of the quick runs (the config's 100)
 
 
 @pytest.fixture(scope="module")
-def seeds_report(tmp_path_factory):
-  """Quick k-means NCT (App. B.5) over seeds 0 and 1."""
+def seeds_report(tmp_path_factory, compilation_cache_dir):
+  """Quick k-means NCT (App. B.5) over seeds 0 and 1: one coupling per
+  scale and 20 clusters (a fast compile and exact marginal); the second
+  seed's programs come from the compilation cache."""
   root = str(tmp_path_factory.mktemp("seeds"))
-  return root, report.report(root, ["digits"], rows=("nct_kmeans",),
-                             quick=True, command="test", seeds=(0, 1))
+  with compilation_cache.reused_compilations(compilation_cache_dir):
+    return root, report.report(
+        root, ["digits"], rows=("nct_kmeans",),
+        overrides=("flow.couplings_per_scale=1",
+                   f"neighbours.num_clusters={NUM_CLUSTERS}"),
+        quick=True, command="test", seeds=(0, 1))
 
 
 def test_cells_are_mean_and_sd_of_the_per_seed_eval_json(seeds_report):
@@ -56,7 +65,7 @@ def test_kmeans_nct_marginal_is_exact_beside_its_conditional(seeds_report):
     assert run["marginal_method"] == "exact"
     assert run["marginal_description"].startswith("exact over")
     assert "k-means neighbourhoods" in run["marginal_description"]
-    assert run["marginal_num_neighbourhoods"] <= 100
+    assert run["marginal_num_neighbourhoods"] <= NUM_CLUSTERS
     assert "test_marginal_bpd_stderr" not in run
     # k-means neighbourhoods use no label: one protocol.
     assert run["test_bpd_label_free"] == run["test_bpd"]
