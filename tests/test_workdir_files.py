@@ -208,7 +208,8 @@ def test_resuming_skips_a_damaged_checkpoint_and_rewrites_config_json(
 # ------------------------------------------------------------ neighbours
 NCL_OVERRIDES = {"num_train_steps": 2, "eval_every_steps": 2,
                  "optimizer.warmup_steps": 1, "eval.metrics": "bpd",
-                 "num_sample_images": 4}
+                 "num_sample_images": 4, "flow.couplings_per_scale": 1,
+                 "flow.num_layers": 2}
 
 
 def test_stale_and_truncated_indices_name_the_file_and_rebuild_index(
