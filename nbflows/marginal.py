@@ -43,7 +43,7 @@ Example:
   >>> rows = np.array([[1, 2, 3, 4, 5], [0, 2, 3, 4, 5], [0, 1, 3, 4, 5]])
   >>> x = jnp.full((2, 8, 8, 1), 8.5)     # 3 neighbourhoods of NCL's k = 5
   >>> params = model.init(jax.random.key(0),
-  ...                     {"x": x, "neighbours": jnp.zeros((2, 5, 8, 8, 1))})
+  ...                     {"x": x, "neighbours": jnp.full((2, 5, 8, 8, 1), 8.5)})
   >>> neighbourhoods = Neighbourhoods(images, rows)
   >>> exact = marginal_log_prob(model, params, x, neighbourhoods)
   >>> sampled = marginal_log_prob(model, params, x, neighbourhoods,
@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nbflows import data_units
 from nbflows import shape_buckets
 from nbflows import units
 from nbflows.models import base
@@ -91,20 +92,6 @@ class Neighbourhoods(NamedTuple):
 Conditions = Union[Neighbourhoods, Array]   # or [N] labels for CC-RNVP
 
 
-def to_data_units(images: Array) -> Array:
-  """Integer images -> the centres of their bins (+ 0.5); floats unchanged.
-
-  Example:
-    >>> import numpy as np
-    >>> to_data_units(np.array([0, 16], np.uint8)).tolist()
-    [0.5, 16.5]
-  """
-  images = np.asarray(images)
-  if np.issubdtype(images.dtype, np.integer):
-    return images.astype(np.float32) + 0.5
-  return images.astype(np.float32)
-
-
 def num_rows(conditions: Conditions) -> int:
   """N, the number of training conditions (rows) in `conditions`."""
   if isinstance(conditions, Neighbourhoods):
@@ -113,11 +100,15 @@ def num_rows(conditions: Conditions) -> int:
 
 
 def gather(conditions: Conditions, rows: np.ndarray) -> np.ndarray:
-  """The conditions of `rows`: [R, k, *event] neighbourhoods or [R] labels."""
+  """The conditions of `rows`: [R, k, *event] neighbourhoods or [R] labels.
+
+  Images come as stored (integer levels stay integers), so that a model
+  entry dequantises them by its units rule (`nbflows.data_units`).
+  """
   rows = np.asarray(rows)
   if isinstance(conditions, Neighbourhoods):
     images = np.asarray(conditions.images)
-    return to_data_units(images[np.asarray(conditions.indices)[rows]])
+    return images[np.asarray(conditions.indices)[rows]]
   return np.asarray(conditions)[rows]
 
 
@@ -139,6 +130,7 @@ def _check_conditions(model: base.DensityModel, conditions: Conditions) -> None:
     if tuple(images.shape[1:]) != model.event_shape:
       raise ValueError(f"conditions.images has shape {images.shape}; "
                        f"expected [N_train, {model.event_shape}]")
+    data_units.check(images, model.num_levels, "conditions.images")
     if indices.size and (indices.min() < 0 or indices.max() >= len(images)):
       raise ValueError(f"conditions.indices range from {indices.min()} to "
                        f"{indices.max()}; expected indices into the "
@@ -193,7 +185,10 @@ def _conditional_matrix(model: base.DensityModel, params, x: np.ndarray,
   """[len(rows), B] log p(x_b | condition of row j), blocks of rows."""
   out = []
   for block in _batches(len(rows), block_size):
-    conds = shape_buckets.pad_rows(gather(conditions, rows[block]), block_size)
+    conds = gather(conditions, rows[block])
+    if isinstance(conditions, Neighbourhoods):      # images, not labels
+      conds = data_units.dequantise(conds)
+    conds = shape_buckets.pad_rows(conds, block_size)
     out.append(np.asarray(_pairwise_log_probs(
         model.module, params, jnp.asarray(x), jnp.asarray(conds))
                          )[:block.stop - block.start])
@@ -227,7 +222,7 @@ def ncl_statistics(model: protocols.LatentGaussians, params,
   """
   indices = np.asarray(conditions.indices)[rows]              # [J, k]
   used, members = np.unique(indices, return_inverse=True)
-  images = to_data_units(np.asarray(conditions.images)[used])
+  images = data_units.dequantise(np.asarray(conditions.images)[used])
   size = min(batch_size, len(images))
   latents = np.concatenate([
       np.asarray(model.latents_and_logdet(params, jnp.asarray(
@@ -311,11 +306,8 @@ def _marginal_and_ratios(model: base.DensityModel, params, x: Array,
   r are the per-row terms of the delta method (`sampled_bpd_stderr`).
   """
   x = np.asarray(x)
-  if np.issubdtype(x.dtype, np.integer):
-    raise ValueError(f"x has dtype {x.dtype}; expected data units (integer "
-                     "levels plus uniform noise), e.g. "
-                     "nbflows.bijectors.uniform_dequantise(key, x)")
-  model.check_x(x)
+  model.check_x(x)                      # the units rule: `nbflows.data_units`
+  x = data_units.dequantise(x)
   _check_conditions(model, conditions)
   rows, log_weights = _chosen_rows(conditions, num_neighbourhoods, key)
   batch_size = min(batch_size, len(x))

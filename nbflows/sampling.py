@@ -14,8 +14,11 @@
     fixed along the sequence and only the neighbourhood changes.
 
 `temperature` T multiplies the latent Gaussian's standard deviation (T = 0:
-the image of the latent mean). Images given as integers are used at the
-centres of their bins (+ 0.5), as the model's data units require.
+the image of the latent mean). The images given follow the units rule of
+every model entry (`nbflows.data_units`): integers are used at the centres
+of their bins (+ 0.5), floats must be in data units [0, num_levels), and
+images in other units (rescaled to [0, 1], or on a 0-255 scale for fewer
+levels) are a ValueError naming the argument.
 
 Example:
   >>> import jax, jax.numpy as jnp, numpy as np
@@ -37,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nbflows import data_units
 from nbflows import marginal
 from nbflows.models import protocols
 
@@ -73,14 +77,19 @@ def sample_unconditional(model: protocols.Trainable, params, key: Array,
 
 def _neighbourhood(model: protocols.Trainable, images: Array,
                    name: str) -> np.ndarray:
-  """Checks a set of images [k, *event]; returns it in data units."""
+  """Checks a set of images [k, *event] (shape and units); returns it as given.
+
+  Integer images stay integers, so that the model's entry dequantises them
+  (a float set of all-zero images would look rescaled to [0, 1]).
+  """
   images = np.asarray(images)
   if images.ndim != len(model.event_shape) + 1 or (
       tuple(images.shape[1:]) != model.event_shape) or len(images) < 1:
     dims = ", ".join(str(d) for d in model.event_shape)
     raise ValueError(f"{name} has shape {images.shape}; expected a set of "
                      f"images [k, {dims}] with k >= 1")
-  return marginal.to_data_units(images)
+  data_units.check(images, model.num_levels, name)
+  return images
 
 
 def sample_like(model: protocols.Trainable, params, key: Array, images: Array,
@@ -91,13 +100,17 @@ def sample_like(model: protocols.Trainable, params, key: Array, images: Array,
     model: a neighbourhood model.
     params: its parameters.
     key: PRNG key.
-    images: [k, *event], any images (integer or data units) to imitate,
-      the most alike first; k = `model.num_neighbours` where that is set.
+    images: [k, *event], any images (integer levels or floats in data
+      units, `nbflows.data_units`) to imitate, the most alike first;
+      k = `model.num_neighbours` where that is set.
     num_samples: how many samples.
     temperature: T >= 0.
 
   Returns:
     [num_samples, *event] samples in data units.
+
+  Raises:
+    ValueError: naming `images`, for the wrong shape or units.
   """
   if num_samples < 1:
     raise ValueError(f"num_samples={num_samples}; expected >= 1")
@@ -110,8 +123,9 @@ class Interpolation(NamedTuple):
   """App. B.4's sequence: k + 1 conditioning sets and their samples.
 
   Attributes:
-    neighbourhoods: [k + 1, k, *event]; set j holds the last k - j members
-      of the first neighbourhood and the first j of the second.
+    neighbourhoods: [k + 1, k, *event] in data units; set j holds the
+      last k - j members of the first neighbourhood and the first j of the
+      second.
     samples: [k + 1, num_samples, *event]; row j drawn from set j with the
       same latent noise for every j.
   """
@@ -154,8 +168,11 @@ def interpolate_neighbourhoods(model: protocols.Trainable, params, key: Array,
     `Interpolation(neighbourhoods [k + 1, k, *event], samples
     [k + 1, num_samples, *event])`.
   """
-  sets = interpolation_sets(_neighbourhood(model, first, "first"),
-                            _neighbourhood(model, second, "second"))
+  first = _neighbourhood(model, first, "first")
+  second = _neighbourhood(model, second, "second")
+  if first.dtype != second.dtype:      # one set of levels, one of floats
+    first, second = data_units.dequantise(first), data_units.dequantise(second)
+  sets = interpolation_sets(first, second)
   samples = jnp.stack([sample_like(model, params, key, members, num_samples,
                                    temperature) for members in sets])
-  return Interpolation(sets, samples)
+  return Interpolation(data_units.dequantise(sets), samples)

@@ -147,8 +147,20 @@ def test_invalid_requests_raise():
   model, params = setup(ncl_digits, scale=0.2)
   images, rows, x = data()
   conditions = marginal.Neighbourhoods(images, rows)
-  with pytest.raises(ValueError, match="dtype uint8; expected data units"):
-    marginal.marginal_log_prob(model, params, x.astype(np.uint8), conditions)
+  # The units rule (`nbflows.data_units`): integer x at its bin centres,
+  # x and the training images in other units are errors naming them.
+  levels = np.floor(x).astype(np.uint8)
+  np.testing.assert_array_equal(
+      marginal.marginal_log_prob(model, params, levels, conditions),
+      marginal.marginal_log_prob(model, params, levels + np.float32(0.5),
+                                 conditions))
+  with pytest.raises(ValueError, match=r"x is a float batch .* rescaled to "
+                     r"\[0, 1\]"):
+    marginal.marginal_log_prob(model, params, x / 17, conditions)
+  with pytest.raises(ValueError, match=r"conditions.images holds \d+ values "
+                     r"outside \[0, 17\)"):
+    marginal.marginal_log_prob(model, params, x, marginal.Neighbourhoods(
+        images * np.float32(15.0), rows))
   with pytest.raises(ValueError, match="num_neighbourhoods=9; expected 1 to"):
     marginal.marginal_log_prob(model, params, x, conditions,
                                num_neighbourhoods=9, key=jax.random.key(0))

@@ -12,8 +12,12 @@ and no others:
     eval_metrics(params, batch, key) -> {name: [B]}, selection_metric and
     default_metrics(images)
   `DensityModel(TrainableModel)` (`protocols.Density`: flows, LGF, the KDE)
-    model.log_prob(params, x, cond=None)       -> [B] nats, x in data units
+    model.log_prob(params, x, cond=None, *, key=None, validate=False)
+                                               -> [B] nats, x in data units
     model.bits_per_dim(params, x, cond=None)   -> [B]
+    model.sample_and_log_prob(params, key, n_or_cond, temperature=1.0)
+                                               -> ([n, *event], [n])
+    model.as_distribution(params, cond=None)   -> a distrax.Distribution
     and the exact-likelihood loss and eval metrics (bits/dim)
   `BijectiveModel(DensityModel)` (`protocols.Bijective`: the flows, LGF)
     model.forward(params, x, cond=None)        -> (z, logdet [B])
@@ -21,7 +25,13 @@ and no others:
 
 "Data units" are those of the discrete data plus uniform dequantisation noise
 (x = uint8 + u, u ~ U[0, 1)), so ``-log_prob / (D ln 2)`` is bits per
-dimension in the discrete data space with no further correction.
+dimension in the discrete data space with no further correction. Every
+public method takes x and neighbours by one rule, `nbflows.data_units`
+(`inputs`): integer images are dequantised (bin centres, or noise from
+`key=`), floats must be in [0, num_levels), and wrong units are a
+ValueError naming the argument; ``validate=True`` also checks traced
+values, through `jax.experimental.checkify`. With ``jax_enable_x64`` on,
+float64 inputs are computed in float64 (`params_like`).
 
 The wrapped module provides what its level calls: ``sample(key, cond,
 num_samples, temperature)``; ``log_prob(x, cond)`` for a density, with
@@ -29,9 +39,10 @@ num_samples, temperature)``; ``log_prob(x, cond)`` for a density, with
 data-dependent initialisation); ``forward(x, cond)`` and ``inverse(z,
 cond)`` for a bijection.
 
-Every public method validates its inputs (shapes always, finiteness when the
-values are concrete) and then calls a jitted function, so it is fast called
-eagerly and can also be wrapped in `jax.jit` by the user.
+Every public method validates its inputs (shapes always, values when they
+are concrete) and then calls a jitted function, so it is fast called
+eagerly and can also be wrapped in `jax.jit` by the user (`temperature`
+may then be traced).
 """
 from __future__ import annotations
 
@@ -42,11 +53,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from nbflows import data_units
 from nbflows import shape_buckets
 from nbflows import units
 from nbflows.bijectors import base as bijector_base
+from nbflows.models import model_distribution
 from nbflows.objectives import likelihood
 
 Array = jax.Array
@@ -93,22 +105,45 @@ class TrainableModel:
 
   # ----------------------------------------------------------- validation
   def check_x(self, x: Array, name: str = "x") -> None:
-    """Raises ValueError unless `x` is [B, *event_shape], finite, in range.
+    """Raises ValueError unless `x` is [B, *event_shape] in valid units.
 
-    The value checks (finite, within [0, num_levels)) run only on concrete
-    arrays; under `jax.jit` only the shape is checked.
+    The value checks (`nbflows.data_units.check`: finite, within
+    [0, num_levels), not rescaled to [0, 1]) run only on concrete arrays;
+    under `jax.jit` only the shape is checked.
     """
     bijector_base.check_event(x, self.event_shape, name)
-    bijector_base.check_finite(x, name)
-    if self.num_levels is not None and not isinstance(x, jax.core.Tracer):
-      values = np.asarray(x)
-      outside = np.count_nonzero((values < 0) | (values >= self.num_levels))
-      if outside:
-        raise ValueError(
-            f"{name} holds {outside} values outside [0, {self.num_levels}) "
-            f"(min {values.min()}, max {values.max()}); expected data units "
-            f"(integer level + uniform noise) of a {self.num_levels}-level "
-            "dataset")
+    if not isinstance(x, jax.core.Tracer):
+      data_units.check(x, self.num_levels, name)
+
+  def inputs(self, x: Array, cond: Optional[Array] = None, *,
+             key: Optional[Array] = None, validate: bool = False
+             ) -> Tuple[Array, Optional[Array]]:
+    """(x, cond) checked and in data units, by the rule of `nbflows.data_units`.
+
+    Integer x and neighbours are dequantised (bin centres, or uniform noise
+    from `key`); floats must be in data units. Shapes are always checked;
+    values when concrete, and under jit with ``validate=True``
+    (`checkify`).
+
+    Raises:
+      ValueError: naming "x" or "neighbours", for the wrong shape or units.
+    """
+    bijector_base.check_event(x, self.event_shape, "x")
+    x_key, cond_key = (None, None) if key is None else jax.random.split(key)
+    x = data_units.to_data_units(x, self.num_levels, "x", key=x_key,
+                                 validate=validate)
+    return x, self.condition_units(cond, x.shape[0], key=cond_key,
+                                   validate=validate)
+
+  def condition_units(self, cond: Optional[Array], batch: Optional[int], *,
+                      key: Optional[Array] = None, validate: bool = False
+                      ) -> Optional[Array]:
+    """`cond` checked (`check_cond`); neighbours in data units like x."""
+    self.check_cond(cond, batch)
+    if self.condition_kind != "neighbours":
+      return cond
+    return data_units.to_data_units(cond, self.num_levels, "neighbours",
+                                    key=key, validate=validate)
 
   def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
     """Raises ValueError unless `cond` fits `condition_kind`."""
@@ -130,7 +165,6 @@ class TrainableModel:
     if not ok:
       raise ValueError(f"cond has shape {tuple(cond.shape)} and dtype "
                        f"{cond.dtype}; expected {self._cond_description(batch)}")
-    bijector_base.check_finite(cond, "cond")
 
   def _cond_description(self, batch: Optional[int]) -> str:
     b = "batch" if batch is None else str(batch)
@@ -151,23 +185,28 @@ class TrainableModel:
 
   # ------------------------------------------------------------ functions
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
-    """Initialises parameters from a batch (data-dependent where needed)."""
-    x = batch["x"]
-    self.check_x(x)
-    cond = self.condition(batch)
-    self.check_cond(cond, x.shape[0])
-    return self._init(key, x, cond)
+    """Initialises parameters from a batch (data-dependent where needed).
+
+    batch["x"] and the condition follow the units rule (`inputs`).
+    """
+    return self._init(key, *self.inputs(batch["x"], self.condition(batch)))
 
   def sample(self, params: Params, key: Array, n_or_cond: Union[int, Array],
-             temperature: float = 1.0) -> Array:
+             temperature: Union[float, Array] = 1.0, *,
+             validate: bool = False) -> Array:
     """Draws samples (Alg. 2 of paper 1).
 
     Args:
       params: model parameters.
       key: a PRNG key.
       n_or_cond: the number of samples for an unconditional model, or the
-        condition array (one sample per row) for a conditional one.
-      temperature: scales the standard deviation of the latent Gaussian.
+        condition array (one sample per row) for a conditional one;
+        neighbours follow the units rule (`inputs`; integers at their bin
+        centres).
+      temperature: T >= 0, scales the standard deviation of the latent
+        Gaussian; a Python float or an array, also a traced one
+        (``jax.jit(lambda t: model.sample(params, key, n, t))``).
+      validate: check traced neighbours with `checkify` (`nbflows.data_units`).
 
     Returns:
       [n, *event_shape] samples in data units. For discrete data they are
@@ -178,24 +217,30 @@ class TrainableModel:
       and the extra samples dropped; the first n are those an n-sample
       draw gives.
     """
+    num, cond = self._sample_condition(n_or_cond, validate)
+    return self._draw(params, key, num, cond, checked_temperature(temperature))
+
+  def _sample_condition(self, n_or_cond: Union[int, Array], validate: bool
+                        ) -> Tuple[int, Optional[Array]]:
+    """(number of samples, cond in data units or None) for `sample`."""
     if isinstance(n_or_cond, int):
       if self.condition_kind != "none":
         raise ValueError(f"model {self.name!r} samples from a condition: pass "
                          f"{self._cond_description(None)} instead of a count")
       if n_or_cond < 1:
         raise ValueError(f"number of samples is {n_or_cond}; expected >= 1")
-      num, cond = n_or_cond, None
-    else:
-      cond = n_or_cond
-      self.check_cond(cond, None)
-      num = cond.shape[0]
-    if not temperature >= 0:
-      raise ValueError(f"temperature={temperature}; expected >= 0")
+      return n_or_cond, None
+    cond = self.condition_units(n_or_cond, None, validate=validate)
+    return cond.shape[0], cond
+
+  def _draw(self, params: Params, key: Array, num: int,
+            cond: Optional[Array], temperature: Array) -> Array:
+    """`num` samples, clipped to the data range (inputs already checked)."""
     # One program per bucket of counts (`nbflows.shape_buckets`).
     size = shape_buckets.bucket_size(num)
     samples = self._sample(
         params, key, None if cond is None else shape_buckets.pad_rows(
-            cond, size), size, float(temperature))[:num]
+            cond, size), size, temperature)[:num]
     if self.num_levels is None:
       return samples
     upper = jnp.nextafter(jnp.asarray(self.num_levels, samples.dtype), 0)
@@ -233,12 +278,57 @@ class DensityModel(TrainableModel):
       return ("bpd", "marginal_bpd", "fd", "prd")
     return ("bpd", "log_likelihood")
 
-  def log_prob(self, params: Params, x: Array,
-               cond: Optional[Array] = None) -> Array:
-    """log p(x | cond) in nats, shape [B] (Alg. 1 of paper 1)."""
-    self.check_x(x)
-    self.check_cond(cond, x.shape[0])
-    return self._log_prob(params, x, cond)
+  def log_prob(self, params: Params, x: Array, cond: Optional[Array] = None,
+               *, key: Optional[Array] = None,
+               validate: bool = False) -> Array:
+    """log p(x | cond) in nats, shape [B] (Alg. 1 of paper 1).
+
+    Args:
+      params: model parameters.
+      x: [B, *event]: integer levels (uint8), dequantised at their bin
+        centres (or with uniform noise from `key`), or floats in data units
+        [0, num_levels) (`nbflows.data_units`).
+      cond: the condition; neighbours follow the same rule as x.
+      key: dequantises integer x and neighbours with U[0, 1) noise.
+      validate: also check traced values under the caller's jit, with
+        `checkify` (wrap the caller in `checkify.checkify`); concrete
+        values are always checked.
+
+    Raises:
+      ValueError: naming x or neighbours, for the wrong shape or units
+        (values outside [0, num_levels), a float batch that looks rescaled
+        to [0, 1]).
+    """
+    x, cond = self.inputs(x, cond, key=key, validate=validate)
+    return self._log_prob(params_like(params, x), x, cond)
+
+  def sample_and_log_prob(self, params: Params, key: Array,
+                          n_or_cond: Union[int, Array],
+                          temperature: Union[float, Array] = 1.0, *,
+                          validate: bool = False) -> Tuple[Array, Array]:
+    """`sample`, then `log_prob` of its samples under the same condition.
+
+    Args and units as in `sample`. One check of the condition, no second
+    pass through the units rule.
+
+    Returns:
+      (samples [n, *event] in data units (clipped as `sample`'s), their
+      log p(x | cond) [n] in nats).
+    """
+    num, cond = self._sample_condition(n_or_cond, validate)
+    samples = self._draw(params, key, num, cond,
+                         checked_temperature(temperature))
+    return samples, self._log_prob(params, samples, cond)
+
+  def as_distribution(self, params: Params, cond: Optional[Array] = None
+                      ) -> "model_distribution.ModelDistribution":
+    """This model with `params` (and `cond`) as a `distrax.Distribution`.
+
+    Its `log_prob` is `self.log_prob` and `sample(seed=key)` is
+    `self.sample(params, key, ...)`; with a condition [B, ...] the batch
+    shape is (B,) (`nbflows.models.model_distribution`).
+    """
+    return model_distribution.ModelDistribution(self, params, cond)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
@@ -255,8 +345,14 @@ class DensityModel(TrainableModel):
 
   def bits_per_dim(self, params: Params, x: Array,
                    cond: Optional[Array] = None) -> Array:
-    """-log p(x | cond) / (D ln 2), shape [B] (traceable, no validation)."""
-    log_prob = self.module.apply(params, x, cond, method="log_prob")
+    """-log p(x | cond) / (D ln 2), shape [B].
+
+    Traceable (the loss of the jitted train step calls it): x and cond
+    follow the units rule (`inputs`), their values checked only when
+    concrete.
+    """
+    log_prob = self.module.apply(params, *self.inputs(x, cond),
+                                 method="log_prob")
     return units.bits_per_dim(log_prob, self.num_dims)
 
   @functools.cached_property
@@ -267,19 +363,19 @@ class DensityModel(TrainableModel):
 class BijectiveModel(DensityModel):
   """A flow: a bijection x <-> z with its log-det (`protocols.Bijective`)."""
 
-  def forward(self, params: Params, x: Array,
-              cond: Optional[Array] = None) -> Tuple[Array, Array]:
-    """Data -> latent: (z, log|det dz/dx|)."""
-    self.check_x(x)
-    self.check_cond(cond, x.shape[0])
-    return self._forward(params, x, cond)
+  def forward(self, params: Params, x: Array, cond: Optional[Array] = None,
+              *, key: Optional[Array] = None,
+              validate: bool = False) -> Tuple[Array, Array]:
+    """Data -> latent: (z, log|det dz/dx|); x and cond as in `log_prob`."""
+    x, cond = self.inputs(x, cond, key=key, validate=validate)
+    return self._forward(params_like(params, x), x, cond)
 
   def inverse(self, params: Params, z: Array,
               cond: Optional[Array] = None) -> Tuple[Array, Array]:
     """Latent -> data: (x, log|det dx/dz|)."""
     bijector_base.check_finite(z, "z")
     self.check_cond(cond, z.shape[0])
-    return self._inverse(params, z, cond)
+    return self._inverse(params_like(params, z), z, cond)
 
   @functools.cached_property
   def _forward(self):
@@ -288,6 +384,31 @@ class BijectiveModel(DensityModel):
   @functools.cached_property
   def _inverse(self):
     return jax.jit(lambda p, z, c: self.module.apply(p, z, c, method="inverse"))
+
+
+def params_like(params: Params, x: Array) -> Params:
+  """`params` in float64 when `x` is float64 with ``jax_enable_x64`` on.
+
+  Then the whole computation is in float64 (a float32 parameter is exact
+  in float64, but exp(log_scale) of it would be rounded to float32);
+  otherwise `params` unchanged.
+  """
+  if jax.dtypes.canonicalize_dtype(x.dtype) != jnp.float64:
+    return params
+  return jax.tree.map(
+      lambda leaf: leaf.astype(jnp.float64)
+      if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, params)
+
+
+def checked_temperature(temperature: Union[float, Array]) -> Array:
+  """T as a float32 array, checked >= 0 when concrete (traced T passes).
+
+  Raises:
+    ValueError: for a concrete negative or NaN temperature.
+  """
+  if not isinstance(temperature, jax.core.Tracer) and not temperature >= 0:
+    raise ValueError(f"temperature={temperature}; expected >= 0")
+  return jnp.asarray(temperature, jnp.float32)
 
 
 def count_params(params: Params) -> int:

@@ -90,13 +90,25 @@ class Trainable(Protocol):
 class Density(Protocol):
   """log p(x | cond) in closed form.
 
-  `log_prob` [B] in nats of data units, `bits_per_dim` [B] (traceable):
-  eq. 5 of paper 1 for the flows, eq. 2 for the KDE; LGF's is its
-  importance-sampled estimate with a fixed key.
+  `log_prob` [B] in nats of data units (`nbflows.data_units`: integer
+  images dequantised, wrong units an error), `bits_per_dim` [B]
+  (traceable): eq. 5 of paper 1 for the flows, eq. 2 for the KDE; LGF's is
+  its importance-sampled estimate with a fixed key. `sample_and_log_prob`
+  is `sample` then `log_prob`; `as_distribution(params, cond)` the model as
+  a `distrax.Distribution`.
   """
 
-  def log_prob(self, params: Params, x: Array,
-               cond: Optional[Array] = None) -> Array: ...
+  def log_prob(self, params: Params, x: Array, cond: Optional[Array] = None,
+               *, key: Optional[Array] = None,
+               validate: bool = False) -> Array: ...
+
+  def sample_and_log_prob(self, params: Params, key: Array,
+                          n_or_cond: Union[int, Array],
+                          temperature: Union[float, Array] = 1.0, *,
+                          validate: bool = False) -> Tuple[Array, Array]: ...
+
+  def as_distribution(self, params: Params,
+                      cond: Optional[Array] = None) -> Any: ...
 
   def bits_per_dim(self, params: Params, x: Array,
                    cond: Optional[Array] = None) -> Array: ...
