@@ -20,3 +20,14 @@ def subprocess_compilation_cache(tmp_path_factory):
     root = root.parent          # shared by every xdist worker of this run
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                         str(root / "jax_compilation_cache"))
+
+
+@pytest.fixture(scope="module")
+def fast_compiles():
+  """XLA's optimisations off for a module's compiles (opt-in, by
+  `pytestmark = pytest.mark.usefixtures("fast_compiles")`): the values
+  agree to float32 rounding and a compile is two to four times faster, so
+  modules whose time is compiles of tiny programs ask for it."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
