@@ -36,3 +36,14 @@ def compilation_cache_dir(subprocess_compilation_cache) -> str:
   """The session's persistent compilation cache directory."""
   del subprocess_compilation_cache
   return os.environ["JAX_COMPILATION_CACHE_DIR"]
+
+
+@pytest.fixture(scope="module")
+def fast_compiles():
+  """XLA's optimisations off for a module's compiles (opt-in, by
+  `pytestmark = pytest.mark.usefixtures("fast_compiles")`): the values
+  agree to float32 rounding and a compile is two to four times faster, so
+  modules whose time is compiles of tiny programs ask for it."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)

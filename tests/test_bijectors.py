@@ -30,6 +30,9 @@ from nbflows import bijectors
 from nbflows.bijectors import made as made_lib
 from nbflows.bijectors import multiscale
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 Array = jax.Array
 Shape = Tuple[int, ...]
 IMAGE = (2, 4, 4, 2)      # [B, H, W, C]: 32 dims per example

@@ -3,7 +3,9 @@
 CI runs `python -m pytest -n 2 -q tests`, which collects only tests/, so
 `--doctest-modules` would not reach the library; this runs each module's
 examples with `doctest.testmod`, one test per module (xdist spreads them).
-A failing example prints its expected and actual output.
+A failing example prints its expected and actual output. The examples'
+time is compiles of tiny models, so XLA's optimisations are off
+(`fast_compiles`, conftest.py): a model's init compiles about 3x faster.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import configs
 import nbflows
 import train
 
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
 
 def module_names() -> list[str]:
   return sorted(info.name for package in (nbflows, train, configs)

@@ -17,6 +17,9 @@ from nbflows.models import glf
 from nbflows.models import protocols
 from nbflows.models import vae
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 EVENT = (3, 3, 1)
 LEVELS = 17
 

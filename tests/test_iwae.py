@@ -13,6 +13,9 @@ from jax.scipy.stats import norm
 
 from nbflows.objectives import iwae
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 NOISE = 0.5  # s
 
 

@@ -21,6 +21,9 @@ from nbflows.distributions import gaussian
 from nbflows.models import lgf
 from nbflows.objectives import iwae
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 LGF_CONFIG = ml_collections.ConfigDict(dict(
     u_dim=1, st_hidden=(8,), pq_hidden=(8,), eval_samples=4, test_samples=64,
     sample_chunk=16))

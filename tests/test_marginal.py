@@ -18,6 +18,9 @@ from nbflows.data import sources
 from nbflows.models import registry
 from train.evaluation import requested_metrics
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 EVENT = (8, 8, 1)
 NUM_TRAIN, K, NUM_ROWS, B = 10, 3, 8, 5
 

@@ -24,6 +24,9 @@ from nbflows.data import sources
 from nbflows.distributions import gaussian
 from nbflows.models import base, flow, glow, maf, realnvp
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 ALPHA = 0.05
 LEVELS = 17   # the digits' 0..16
 

@@ -23,6 +23,9 @@ from nbflows.models import ncl
 from nbflows.models import registry
 from nbflows.objectives import contrastive
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 B, K = 3, 4
 EVENT = (8, 8, 1)
 

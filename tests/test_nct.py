@@ -18,6 +18,9 @@ from configs import nct_digits
 from nbflows.bijectors import neighbourhood
 from nbflows.models import registry
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 B, K = 3, 4
 EVENT = (8, 8, 1)
 

@@ -17,6 +17,9 @@ from scipy import stats
 
 from nbflows.distributions import nif
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 # (event_shape, latent_dim, upsample_factor): a dense A and an up-sampling A.
 CASES = [((7,), 3, None), ((4, 4, 2), 3, 2)]
 BATCH = 4

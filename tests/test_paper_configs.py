@@ -1,12 +1,17 @@
-"""Paper-sized configs (configs/paper1.py, full size): each builds, initialises
-and runs one train step on CPU at a batch of two, and has paper 1's k and
-flow size. The TFDS data is replaced by random images of the dataset's shape:
-this checks the models, not the data (tests/test_tfds_on_disk.py reads data).
+"""Paper-sized configs (configs/paper1.py, full size): each builds and has
+paper 1's k and flow size; its whole train step is traced with
+`jax.eval_shape` at a batch of two (the parameter count of its README row,
+a state of the same shapes and a scalar loss, without a compile), and a
+copy cut to one residual block of four channels, with the same dataset, k,
+scales and couplings, is initialised and runs one real step on CPU. The
+TFDS data is replaced by random images of the dataset's shape: this checks
+the models, not the data (tests/test_tfds_on_disk.py reads data).
 A Fashion-MNIST config is its MNIST config but for the dataset (asserted
 below), with the same image shape, so its train step is MNIST's: it is checked
 for its settings and its README row from `jax.eval_shape`, without a compile.
-XLA's optimisations are off while these compile (`jax_disable_most_optimizations`):
-the step's values agree to float32 rounding, its compile is about twice as fast.
+XLA's optimisations are off while the reduced copies compile (the
+`fast_compiles` fixture of conftest.py): the step's values agree to float32
+rounding, its compile is about twice as fast.
 """
 import importlib
 import pathlib
@@ -35,11 +40,7 @@ BATCH = 2
 README = pathlib.Path(__file__).parent.parent.joinpath("README.md").read_text()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compiles():
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
 
 
 def random_batch(config, rng):
@@ -92,18 +93,50 @@ def assert_readme_row(name, params):
   assert f"`{name}` | {model_base.count_params(params):,} |" in README
 
 
+def reduced(config):
+  """A copy of `config` with one residual block of 4 channels per coupler.
+
+  The same dataset, k, scales and couplings: the same program but for the
+  couplers' widths and depth, which compiles several times faster.
+  """
+  config = config.copy_and_resolve_references()
+  config.flow.num_res_blocks = 1
+  config.flow.hidden_channels = 4
+  return config
+
+
+def train_state_shapes(model, optimizer, batch):
+  return jax.eval_shape(
+      lambda key: state_lib.create_train_state(model, optimizer, key, batch),
+      jax.random.key(0))
+
+
 @pytest.mark.parametrize("name", TRAINED)
-def test_paper_sized_config_trains_one_step(name):
-  _, model, optimizer, batch = build(name)
-  state = state_lib.create_train_state(model, optimizer, jax.random.key(0),
+def test_paper_sized_step_traces_and_its_reduced_copy_trains_one_step(name):
+  config, model, optimizer, batch = build(name)
+  # The paper-sized step, traced without a compile: the new state has the
+  # old one's shapes and dtypes, the loss and gradient norm are scalars.
+  state = train_state_shapes(model, optimizer, batch)
+  assert_readme_row(name, state.params)
+  new_state, metrics = jax.eval_shape(
+      trainer.make_train_step(model, optimizer), state, batch)
+  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+  assert shapes(new_state) == shapes(state)
+  assert metrics["loss"].shape == metrics["grad_norm"].shape == ()
+  # The reduced copy runs a real step.
+  config = reduced(config)
+  trainer.validate_config(config)
+  model = registry.build_model(config)
+  small = state_lib.create_train_state(model, optimizer, jax.random.key(0),
                                        batch)
+  assert model_base.count_params(small.params) < (
+      model_base.count_params(state.params))
   step = jax.jit(trainer.make_train_step(model, optimizer))
-  state, metrics = step(state, batch)
-  assert int(state.step) == 1 and float(metrics["skipped"]) == 0.0
+  small, metrics = step(small, batch)
+  assert int(small.step) == 1 and float(metrics["skipped"]) == 0.0
   assert np.isfinite(float(metrics["loss"]))
   # The warm-up schedule's first learning rate is 0, so look at the gradient.
   assert 0 < float(metrics["grad_norm"]) < np.inf
-  assert_readme_row(name, state.params)
 
 
 @pytest.mark.parametrize("name", SAME_STEP_AS_TRAINED)
@@ -113,7 +146,5 @@ def test_fashion_mnist_config_has_its_settings_and_readme_row(name):
   assert sources.dataset_info(DATASET_OF["fashion_mnist"]).event_shape == (
       sources.dataset_info(DATASET_OF["mnist"]).event_shape)
   _, model, optimizer, batch = build(name)
-  state = jax.eval_shape(
-      lambda key: state_lib.create_train_state(model, optimizer, key, batch),
-      jax.random.key(0))
+  state = train_state_shapes(model, optimizer, batch)
   assert_readme_row(name, state.params)

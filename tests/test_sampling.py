@@ -17,6 +17,9 @@ from nbflows.models import registry
 from nbflows.neighbours import knn
 from nbflows.neighbours import pca
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 EVENT = (8, 8, 1)
 K = 3
 

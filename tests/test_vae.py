@@ -14,6 +14,9 @@ from nbflows.distributions import gaussian
 from nbflows.models import vae
 from nbflows.objectives import elbo
 
+# Compiles of tiny programs are this module's time (conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
+
 EVENT = (3, 3, 1)
 LEVELS = 17
 
