@@ -17,7 +17,7 @@ compilation_cache_dir)`, which restores the settings on exit.
 """
 import os
 
-import jax  # pylint: disable=unused-import
+import jax
 import pytest
 
 
