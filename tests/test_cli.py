@@ -152,3 +152,14 @@ def test_set_overrides_share_the_field_check():
     compare.apply_overrides(config, ["num_train_step=3"])
   with pytest.raises(config_fields.ConfigError, match="does not exist"):
     compare.load_config("configs/defualt.py")
+
+
+def test_load_config_finds_configs_from_any_working_directory(tmp_path,
+                                                              monkeypatch):
+  """A notebook runs in notebooks/: `configs/<name>.py` is the package's file,
+  not a path under the cwd, and a misspelt one still names the closest."""
+  monkeypatch.chdir(tmp_path)
+  assert compare.load_config("configs/default.py:quick").model == (
+      default.get_config("quick").model)
+  with pytest.raises(config_fields.ConfigError, match="default.py"):
+    compare.load_config("configs/defualt.py")

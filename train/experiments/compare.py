@@ -58,7 +58,10 @@ def load_config(spec: str, overrides: Sequence[str] = ()
   if os.path.basename(directory) != "configs" or not filename.endswith(".py"):
     raise config_fields.ConfigError(
         f"config {spec!r}; expected configs/<name>.py[:arg]")
-  config_fields.check_config_file(path)
+  # The file is imported from the `configs` package, wherever the cwd is
+  # (a notebook runs in notebooks/): look for it there.
+  package_dir = os.path.dirname(importlib.import_module("configs").__file__)
+  config_fields.check_config_file(os.path.join(package_dir, filename))
   module = importlib.import_module(f"configs.{filename[:-3]}")
   return apply_overrides(module.get_config(arg or None), overrides)
 
