@@ -50,7 +50,9 @@ def test_label_free_index_differs_where_labels_differ(digits, tmp_path):
   same_rows, free_rows = same.neighbours["test"], free.neighbours["test"]
   assert np.all(train_labels[same_rows] == labels[:, None])
   # Over all classes the j-th nearest is never farther than within one.
-  assert np.all(free.distances["test"] <= same.distances["test"] + 1e-4)
+  # (to float32 rounding: the two searches sum in different block orders)
+  assert np.all(free.distances["test"]
+                <= same.distances["test"] * (1 + 1e-5) + 1e-4)
   mixed = np.any(train_labels[free_rows] != labels[:, None], axis=1)
   assert 0 < mixed.sum() < len(labels)
   assert np.all(np.any(free_rows[mixed] != same_rows[mixed], axis=1))

@@ -364,8 +364,11 @@ def test_trainer_trains_through_the_knn_prior_when_knn_is_set(tmp_path):
   assert [row["kl_weight"] for row in train_rows] == [0.5, 1.0, 1.0, 1.0]
   assert np.isfinite(results["test_iwae"])
   # The exact prior (knn = 0) takes the full mixture and logs no k.
-  exact = make_model(np.zeros((12, *EVENT), np.uint8), subsample_ratio=1.0)
-  batch = batch_of(np.zeros((12, *EVENT), np.uint8), [0, 1])
+  # Not blank images: a float batch all at level 0 reads as rescaled units.
+  images = (np.arange(12 * int(np.prod(EVENT))) % LEVELS).astype(
+      np.uint8).reshape(12, *EVENT)
+  exact = make_model(images, subsample_ratio=1.0)
+  batch = batch_of(images, [0, 1])
   params = exact.init(jax.random.key(0), batch)
   prepare = exact.train_batch_preparer(params)
   assert prepare(params, batch, jax.random.key(1)) is batch
