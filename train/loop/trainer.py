@@ -388,7 +388,7 @@ def _initial_run(config, workdir, model, splits, index, mesh,
       step = restored
       batches = pipeline.train_iterator(splits, index, config, config.seed,
                                         start_step=step)
-      first = sharding.shard_batch(next(batches), mesh)
+      first = next(batches)    # a host batch, as `_Run.first` holds
   else:
     state, loop = init_fn(key, first_sharded), {
         "best_value": None, "best_step": None,
