@@ -147,10 +147,14 @@ def configured_context_dim(config: ml_collections.ConfigDict) -> int:
 
   A config written before the field existed (an old workdir's config.json)
   has no context. A dataset with a context (`sources.DatasetInfo.context_dim`,
-  e.g. "rotated_moons") may be modelled with it or without (C = 0).
+  e.g. "rotated_moons") may be modelled with it or without (C = 0); a model
+  of a dataset without one may take contexts of any width C from its
+  caller (`log_prob(params, x, c)`), but cannot be trained on the dataset's
+  batches (`train.evaluation.evaluate.load_data` refuses it).
 
   Raises:
-    ConfigError: for C < 0, or C > 0 that is not the dataset's context width.
+    ConfigError: for C < 0, or C > 0 that is not the width of the
+      dataset's context.
   """
   context = config.get("context")
   dim = 0 if context is None else context.dim
@@ -164,14 +168,6 @@ def configured_context_dim(config: ml_collections.ConfigDict) -> int:
         f"config.context.dim={dim}, but dataset {config.dataset!r} gives a "
         f"context of width {info.context_dim}; expected 0 or "
         f"{info.context_dim}")
-  if dim and not info.context_dim:
-    with_context = [f"{name} (C = {sources.dataset_info(name).context_dim})"
-                    for name in sources.NAMES
-                    if sources.dataset_info(name).context_dim]
-    raise config_fields.ConfigError(
-        f"config.context.dim={dim}, but dataset {config.dataset!r} has no "
-        f"context; expected 0, or a dataset with one: "
-        f"{', '.join(with_context)}")
   return dim
 
 
