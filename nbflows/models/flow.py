@@ -156,8 +156,8 @@ def configured_context_dim(config: ml_collections.ConfigDict) -> int:
     ConfigError: for C < 0, or C > 0 that is not the width of the
       dataset's context.
   """
-  context = config.get("context")
-  dim = 0 if context is None else context.dim
+  section = config.get("context")
+  dim = 0 if section is None else section.dim
   if not isinstance(dim, int) or dim < 0:
     raise config_fields.ConfigError(
         f"config.context.dim={dim!r}; expected an integer >= 0 (0: no "
