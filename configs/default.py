@@ -72,6 +72,12 @@ def get_config(arg=None):
   # NCT-pool (NCL and NCT concatenate all k in order of distance).
   config.neighbours.train_subset_k = 0
 
+  # A context vector c [B, C] for the flows to condition on (rnvp,
+  # rnvp_mlp, glow, maf; condition_kind "context", batch["context"]); C
+  # must be the dataset's context width (rotated_moons: 2). 0 = none.
+  config.context = ml_collections.ConfigDict()
+  config.context.dim = 0
+
   config.sharding = ml_collections.ConfigDict()
   config.sharding.fsdp = False  # shard large parameters/optimizer state too
 

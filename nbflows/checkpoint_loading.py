@@ -36,16 +36,19 @@ def example_batch(model: protocols.Trainable, num_neighbours: int,
 
   Returns:
     {"x": [B, *event], "neighbours": [B, k, *event], "label": [B],
-    "index": [B]}.
+    "index": [B]}, and "context": [B, C] for a context model.
   """
   event = model.event_shape
-  return {
+  batch = {
       "x": jnp.zeros((batch_size, *event), jnp.float32),
       "neighbours": jnp.zeros((batch_size, num_neighbours, *event),
                               jnp.float32),
       "label": jnp.zeros((batch_size,), jnp.int32),
       "index": jnp.zeros((batch_size,), jnp.int32),
   }
+  if model.condition_kind == "context":
+    batch["context"] = jnp.zeros((batch_size, model.context_dim), jnp.float32)
+  return batch
 
 
 def load_checkpoint(workdir: str,

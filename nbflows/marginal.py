@@ -112,7 +112,17 @@ def gather(conditions: Conditions, rows: np.ndarray) -> np.ndarray:
   return np.asarray(conditions)[rows]
 
 
+def _refuse_context(model: base.DensityModel) -> None:
+  """Eq. 4 sums over training neighbourhoods or labels, not contexts."""
+  if model.condition_kind == "context":
+    raise ValueError(
+        f"model {model.name!r} conditions on a context vector; eq. 4's "
+        "marginal over training conditions is not implemented for contexts "
+        "(test it given the test contexts: metrics bpd, log_likelihood)")
+
+
 def _check_conditions(model: base.DensityModel, conditions: Conditions) -> None:
+  _refuse_context(model)
   if model.condition_kind == "neighbours":
     if not isinstance(conditions, Neighbourhoods):
       raise ValueError(f"model {model.name!r} conditions on neighbourhoods; "
@@ -498,6 +508,7 @@ def marginal_over_training_set(model: base.DensityModel, params, x: Array,
 def _training_conditions(model: base.DensityModel, train, neighbour_index
                          ) -> Tuple[Conditions, str]:
   """The N rows of eq. 4 (training labels or neighbourhoods), and a noun."""
+  _refuse_context(model)
   if model.condition_kind == "label":
     return np.asarray(train.labels), "labels"
   if neighbour_index is None:

@@ -301,6 +301,41 @@ CASES += [
     for form in neighbourhood.FORMS
 ]
 
+
+
+# Context vectors (condition_kind="context"): cond is c [B, 3], handed by
+# `ContextConditioned` to RealNVP couplings on vectors, to both scales of a
+# multi-scale image flow (concatenated, broadcast over space) and to MAF
+# layers; it must be a finite float [B, 3].
+def _context_cases() -> list[Case]:
+  context_bad_inputs = (
+      BadInput("context of another width", lambda x, c: (x, c[:, :2]),
+               r"cond has shape \(2, 2\).*\[2, 3\]"),
+      BadInput("integer context", lambda x, c: (x, c.astype(jnp.int32)),
+               "dtype int32; expected a float context"),
+      BadInput("NaN context", lambda x, c: (x, c.at[0, 0].set(jnp.nan)),
+               "NaN"))
+  transforms = {
+      "coupling-vector": (lambda: bijectors.Chain(
+          (_half_coupling(0, "concat"), _half_coupling(1, "project"))),
+                          VECTOR),
+      "coupling-image": (_nct_scales, IMAGE),
+      "maf": (lambda: bijectors.Chain(tuple(
+          bijectors.MaskedAutoregressive(hidden=(16,), order=order,
+                                         conditional=True)
+          for order in ("forward", "reversed"))), VECTOR),
+  }
+  return [Case(f"context-{name}",
+               functools.partial(lambda make: bijectors.ContextConditioned(
+                   transform=make(), context_dim=3), make),
+               x_shape, cond_shape=(2, 3), identity_at_init=True,
+               bad_inputs=(EXTRA_AXIS,) + context_bad_inputs)
+          for name, (make, x_shape) in transforms.items()]
+
+
+CONTEXT_CASES = _context_cases()
+CASES += CONTEXT_CASES
+
 IDS = [case.name for case in CASES]
 assert len(set(IDS)) == len(IDS), "case names must be unique"
 
@@ -622,3 +657,17 @@ def test_made_is_autoregressive(order: str):
   np.testing.assert_array_equal(used, np.broadcast_to(allowed, used.shape))
   # ... and on cond, including the first output, which has no other input.
   assert np.all(np.asarray(jnp.abs(jac_cond).max(axis=0)) > 0)
+
+
+@pytest.mark.parametrize("case", CONTEXT_CASES,
+                         ids=[c.name for c in CONTEXT_CASES])
+def test_context_changes_the_output(case: Case):
+  """The context matters: another c gives another y and log-det (and the
+  inverse of y under another c is not x)."""
+  _, layer, params, x, cond = setup_case(case.name)
+  y, logdet, _, _ = batched_results(case.name)
+  other_y, other_logdet = forward_fn(layer)(params, x, cond + 1.0)
+  assert np.abs(np.asarray(other_y - y)).max() > 1e-2
+  assert np.abs(np.asarray(other_logdet - logdet)).max() > 1e-3
+  x_other, _ = inverse_fn(layer)(params, y, cond + 1.0)
+  assert np.abs(np.asarray(x_other - x)).max() > 1e-2

@@ -119,6 +119,24 @@ def test_toy_targets(name):
   elif name == "rings":
     radius = np.linalg.norm(x, axis=1)
     assert np.all(np.abs(radius - (labels + 1.0)) < 0.6)
+  elif name == "rotated_moons":
+    # Turned back by theta (the context is (cos, sin) of it), each point
+    # lies near its own moon: the upper arc of radius 1 about (-0.5, -0.25),
+    # the lower about (0.5, 0.25).
+    context = splits.train.context
+    np.testing.assert_allclose(np.linalg.norm(context, axis=1), 1.0,
+                               rtol=1e-5)
+    cos, sin = context[:, 0], context[:, 1]
+    points, moon = splits.train.images, splits.train.labels
+    back = np.stack([cos * points[:, 0] + sin * points[:, 1],
+                     -sin * points[:, 0] + cos * points[:, 1]], axis=1)
+    centre = np.where(moon[:, None] == 0, [-0.5, -0.25], [0.5, 0.25])
+    radius = np.linalg.norm(back - centre, axis=1)
+    assert np.median(np.abs(radius - 1.0)) < 0.1
+    # The upper moon lies above its centre, the lower one below (up to the
+    # noise of std 0.1).
+    side = np.where(moon == 0, 1.0, -1.0) * (back[:, 1] - centre[:, 1])
+    assert np.mean(side > -0.3) > 0.99
   else:
     # Arm a is r = theta / pi at angle theta + a pi: each point lies nearer
     # its own arm than the other one.

@@ -32,7 +32,9 @@ def define_flags() -> None:
                     "passes per test point) instead of sampling M of them.")
   flags.DEFINE_string("metrics", compare.COMPARE_METRICS, "Test metrics of "
                       "every run (train.evaluate's names); 'iwae' for VAEs, "
-                      "whose table then shows the test IWAE bound.")
+                      "whose table then shows the test IWAE bound; "
+                      "'bpd,log_likelihood' for 2-D and context flows, the "
+                      "test log-likelihood.")
   runtime.define_flags()
   flags.mark_flags_as_required(["configs", "workdir_root"])
 
@@ -44,9 +46,7 @@ def main(argv):
   with runtime.entry_point(args):
     rows = compare.compare(args.configs, args.set, args.workdir_root,
                            args.exact_marginal, args.metrics)
-  table = compare.format_table(
-      rows,
-      compare.IWAE_COLUMNS if "iwae" in args.metrics else compare.COLUMNS)
+  table = compare.format_table(rows, compare.table_columns(args.metrics))
   with open(os.path.join(args.workdir_root, "compare.json"), "w") as f:
     json.dump({"overrides": args.set, "rows": rows, "table": table}, f,
               indent=2)

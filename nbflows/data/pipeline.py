@@ -8,6 +8,9 @@ A batch is a dict of NumPy arrays:
                                         absent when there is no index
   "label"       int32 [B]
   "index"       int32 [B]               the examples' rows in their split
+  "context"     float32 [B, C]          the examples' context vectors, for a
+                                        dataset with them (`Split.context`,
+                                        e.g. "rotated_moons"); else absent
 
 Images are dequantised as in paper 1, Sec. 4: x = uint8 + u, u ~ U[0, 1), in
 the data units of `nbflows.models.base` (x + u capped below x + 1, which
@@ -157,6 +160,8 @@ def _batch_fn(splits: sources.Splits, index: Optional[Any], split: str,
   data = getattr(splits, split)
   images = _gather_from(data.images)
   labels = tf.constant(data.labels.astype(np.int32))
+  context = None if data.context is None else tf.constant(
+      data.context.astype(np.float32))
   train_images = _gather_from(splits.train.images)
   neighbours = None if index is None else tf.constant(
       index.neighbours[split].astype(np.int32))
@@ -178,6 +183,8 @@ def _batch_fn(splits: sources.Splits, index: Optional[Any], split: str,
     batch = {"x": dequantise(images(rows), seeds[0]),
              "label": tf.gather(labels, rows),
              "index": tf.cast(rows, tf.int32)}
+    if context is not None:
+      batch["context"] = tf.gather(context, rows)
     if neighbours is not None:
       chosen = tf.gather(neighbours, rows)                       # [B, k]
       if subset:

@@ -26,7 +26,7 @@ Sources, by name:
 Example:
   >>> from nbflows.data import sources
   >>> sources.dataset_info("digits")
-  DatasetInfo(name='digits', event_shape=(8, 8, 1), num_levels=17, num_classes=10)
+  DatasetInfo(name='digits', event_shape=(8, 8, 1), num_levels=17, num_classes=10, context_dim=0)
   >>> splits = sources.load("digits")
   >>> splits.train.images.dtype.name, splits.train.images.shape[1:]
   ('uint8', (8, 8, 1))
@@ -58,17 +58,22 @@ class DatasetInfo(NamedTuple):
     num_levels: number of discrete values per pixel (256 for 8-bit images,
       17 for digits); None for the continuous 2-D toy targets.
     num_classes: number of labels; None when the dataset has none (celeb_a).
+    context_dim: width C of each example's context vector (the 2-D target
+      "rotated_moons": 2); 0 for a dataset without one.
   """
   name: str
   event_shape: Tuple[int, ...]
   num_levels: Optional[int]
   num_classes: Optional[int]
+  context_dim: int = 0
 
 
 class Split(NamedTuple):
-  """One split: images uint8 [N, H, W, C] (float32 [N, 2] for toys), labels int32 [N]."""
+  """One split: images uint8 [N, H, W, C] (float32 [N, 2] for toys), labels
+  int32 [N], and float32 contexts [N, C] where the dataset has them."""
   images: np.ndarray
   labels: np.ndarray
+  context: Optional[np.ndarray] = None
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -128,7 +133,8 @@ _INFOS = {
     "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 256, 10),
     "cifar10": DatasetInfo("cifar10", (32, 32, 3), 256, 10),
     "celeb_a": DatasetInfo("celeb_a", (64, 64, 3), 256, None),
-    **{name: DatasetInfo(name, (2,), None, toy2d.num_components(name))
+    **{name: DatasetInfo(name, (2,), None, toy2d.num_components(name),
+                         toy2d.context_dim(name))
        for name in TOY_NAMES},
 }
 CELEBA_CROP = 148   # paper 1, App. B.2 (after Dinh et al., 2016)
@@ -169,8 +175,8 @@ def load(name: str, data_dir: Optional[str] = None, *,
 
   Returns:
     `Splits` whose images are uint8 `[N, H, W, C]` (float32 `[N, 2]` for the
-    toy targets) and labels int32 `[N]`; the same arguments give the same
-    splits.
+    toy targets), labels int32 `[N]` and, for a target with a context,
+    contexts float32 `[N, C]`; the same arguments give the same splits.
 
   Raises:
     ValueError: for an unknown name or a fraction outside [0, 1).
@@ -186,13 +192,16 @@ def load(name: str, data_dir: Optional[str] = None, *,
     train, validation, test = _load_tfds(
         name, data_dir, lambda n: _held_rows(n, validation_fraction, rng))
     return Splits(train, validation, test, info)
+  context = None
   if name == "digits":
     images, labels = _load_digits()
   elif name == "mnist5k":
     images, labels = _load_mnist5k()
   else:
-    images, labels = toy2d.sample(name, num_toy_examples, seed)
-  train, test = _hold_out(Split(images, labels), test_fraction, rng)
+    images, labels, context = toy2d.sample_with_context(
+        name, num_toy_examples, seed)
+    context = context if info.context_dim else None
+  train, test = _hold_out(Split(images, labels, context), test_fraction, rng)
   train, validation = _hold_out(train, validation_fraction, rng)
   return Splits(train, validation, test, info)
 
@@ -263,8 +272,8 @@ def _hold_out(split: Split, fraction: float,
               rng: np.random.Generator) -> Tuple[Split, Split]:
   """Splits off a random `fraction` of the examples, both parts in input order."""
   held = _held_rows(len(split.labels), fraction, rng)
-  return (Split(split.images[~held], split.labels[~held]),
-          Split(split.images[held], split.labels[held]))
+  return tuple(Split(*(None if field is None else field[rows]
+                       for field in split)) for rows in (~held, held))
 
 
 def _held_rows(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -7,6 +7,12 @@ checkerboard. `sample(name, n, seed)` draws `n` points as float32 `[n, 2]`
 together with the index of the connected component each point came from
 (int32 `[n]`, used as its label), deterministically for a given seed.
 
+One target is conditional, for flows given a context vector
+(`condition_kind="context"`): "rotated_moons", two moons turned by an angle
+theta, whose context is c = (cos theta, sin theta). `context_dim(name)` is
+C (0 for the others) and `sample_with_context` also returns the contexts,
+float32 `[n, C]`; `sample` gives the points of the marginal.
+
 Example:
   >>> from nbflows.data import toy2d
   >>> x, labels = toy2d.sample("two_rectangles", 4, seed=0)
@@ -19,7 +25,9 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
-Sampler = Callable[[np.random.Generator, int], Tuple[np.ndarray, np.ndarray]]
+# (rng, n) -> (x [n, 2], labels [n]), and contexts [n, C] for a conditional
+# target.
+Sampler = Callable[[np.random.Generator, int], Tuple[np.ndarray, ...]]
 
 
 def _two_rectangles(rng: np.random.Generator, n: int):
@@ -63,11 +71,35 @@ def _checkerboard(rng: np.random.Generator, n: int):
   return x, labels
 
 
-_SAMPLERS: Dict[str, Tuple[Sampler, int]] = {
-    "two_rectangles": (_two_rectangles, 2),
-    "rings": (_rings, 3),
-    "spirals": (_spirals, 2),
-    "checkerboard": (_checkerboard, 8),
+def _rotated_moons(rng: np.random.Generator, n: int):
+  """Two interleaved half-moons turned by theta ~ U[0, 2 pi); c = (cos, sin).
+
+  The moons of scikit-learn's `make_moons` (upper (cos t, sin t), lower
+  (1 - cos t, 1/2 - sin t), t ~ U[0, pi]) centred at the origin, with
+  Gaussian noise of std 0.1, then rotated by theta. Given c, x is two
+  moons; over all c the marginal is rotationally symmetric, so a model that
+  sees c can place its mass far more tightly than one that does not.
+  """
+  labels = rng.integers(0, 2, size=n)
+  t = rng.uniform(0.0, np.pi, size=n)
+  upper = np.stack([np.cos(t), np.sin(t)], axis=1)
+  lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+  x = np.where(labels[:, None] == 0, upper, lower) - np.array([0.5, 0.25])
+  x = x + 0.1 * rng.standard_normal((n, 2))
+  theta = rng.uniform(0.0, 2.0 * np.pi, size=n)
+  cos, sin = np.cos(theta), np.sin(theta)
+  rotated = np.stack([cos * x[:, 0] - sin * x[:, 1],
+                      sin * x[:, 0] + cos * x[:, 1]], axis=1)
+  return rotated, labels, np.stack([cos, sin], axis=1)
+
+
+# name -> (sampler, number of components, context width C).
+_SAMPLERS: Dict[str, Tuple[Sampler, int, int]] = {
+    "two_rectangles": (_two_rectangles, 2, 0),
+    "rings": (_rings, 3, 0),
+    "spirals": (_spirals, 2, 0),
+    "checkerboard": (_checkerboard, 8, 0),
+    "rotated_moons": (_rotated_moons, 2, 2),
 }
 NAMES = tuple(_SAMPLERS)
 
@@ -79,6 +111,16 @@ def num_components(name: str) -> int:
     ValueError: if `name` is not one of `NAMES`.
   """
   return _lookup(name)[1]
+
+
+def context_dim(name: str) -> int:
+  """The width C of a target's context vector; 0 for an unconditional one.
+
+  Example:
+    >>> context_dim("rotated_moons"), context_dim("rings")
+    (2, 0)
+  """
+  return _lookup(name)[2]
 
 
 def sample(name: str, n: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -95,14 +137,32 @@ def sample(name: str, n: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
   Raises:
     ValueError: if `name` is unknown or `n` is negative.
   """
-  sampler, _ = _lookup(name)
+  x, labels, _ = sample_with_context(name, n, seed)
+  return x, labels
+
+
+def sample_with_context(name: str, n: int, seed: int = 0
+                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`sample`'s points and labels, and each point's context.
+
+  Returns:
+    `(x, labels, context)`: as `sample`, and float32 `[n, C]` contexts, C =
+    `context_dim(name)` (`[n, 0]` for a target without a context); the same
+    points as `sample` with the same seed.
+
+  Raises:
+    ValueError: if `name` is unknown or `n` is negative.
+  """
+  sampler, _, width = _lookup(name)
   if n < 0:
     raise ValueError(f"n={n}; expected a number of points >= 0")
-  x, labels = sampler(np.random.default_rng(seed), n)
-  return x.astype(np.float32), labels.astype(np.int32)
+  drawn = sampler(np.random.default_rng(seed), n)
+  context = drawn[2] if width else np.zeros((n, 0))
+  return (drawn[0].astype(np.float32), drawn[1].astype(np.int32),
+          context.astype(np.float32))
 
 
-def _lookup(name: str) -> Tuple[Sampler, int]:
+def _lookup(name: str) -> Tuple[Sampler, int, int]:
   if name not in _SAMPLERS:
     raise ValueError(f"unknown 2-D target {name!r}; expected one of {NAMES}")
   return _SAMPLERS[name]

@@ -58,12 +58,13 @@ from nbflows import data_units
 from nbflows import shape_buckets
 from nbflows import units
 from nbflows.bijectors import base as bijector_base
+from nbflows.bijectors import context as bijector_context
 from nbflows.models import model_distribution
 from nbflows.objectives import likelihood
 
 Array = jax.Array
 Params = Any
-CONDITION_KINDS = ("none", "neighbours", "label")
+CONDITION_KINDS = ("none", "neighbours", "label", "context")
 
 
 class TrainableModel:
@@ -76,8 +77,9 @@ class TrainableModel:
     module: the Flax module.
     event_shape: shape of one example, e.g. (8, 8, 1) or (2,).
     condition_kind: "none" (cond must be None), "neighbours" (cond is
-      [B, k, *event_shape]; `ncl.NeighbourhoodModel` may fix k) or "label"
-      (cond is [B] integers).
+      [B, k, *event_shape]; `ncl.NeighbourhoodModel` may fix k), "label"
+      (cond is [B] integers) or "context" (cond is a float context vector
+      [B, context_dim], `nbflows.bijectors.context`).
     name: the config's model name.
     num_classes: for condition_kind="label".
     num_levels: the number of discrete levels L of the data, or None for
@@ -85,8 +87,10 @@ class TrainableModel:
     num_neighbours: for condition_kind="neighbours", the k the model takes
       (`ncl.NeighbourhoodModel` with concatenated neighbours), or None for
       any k.
+    context_dim: for condition_kind="context", the width C of the context.
   """
   num_neighbours: Optional[int] = None
+  context_dim: Optional[int] = None
 
   def __init__(self, module: nn.Module, event_shape: Sequence[int],
                condition_kind: str = "none", name: str = "",
@@ -155,6 +159,9 @@ class TrainableModel:
     if cond is None:
       raise ValueError(f"model {self.name!r} needs cond: "
                        f"{self._cond_description(batch)}")
+    if self.condition_kind == "context":
+      bijector_context.check_context(cond, self.context_dim, batch)
+      return
     if self.condition_kind == "neighbours":
       ok = (cond.ndim == len(self.event_shape) + 2 and
             tuple(cond.shape[2:]) == self.event_shape and cond.shape[1] >= 1)
@@ -171,13 +178,15 @@ class TrainableModel:
     if self.condition_kind == "neighbours":
       dims = ", ".join(str(d) for d in self.event_shape)
       return f"neighbours of shape [{b}, k, {dims}] (any k >= 1)"
+    if self.condition_kind == "context":
+      return bijector_context.context_description(b, self.context_dim)
     return f"integer labels of shape [{b}]"
 
   def condition(self, batch: Mapping[str, Array]) -> Optional[Array]:
     """The batch field this model conditions on (None if unconditional)."""
     if self.condition_kind == "none":
       return None
-    key = "neighbours" if self.condition_kind == "neighbours" else "label"
+    key = self.condition_kind      # "neighbours", "label" or "context"
     if key not in batch:
       raise ValueError(f"model {self.name!r} conditions on batch[{key!r}], "
                        f"but the batch has only {sorted(batch)}")
@@ -200,7 +209,8 @@ class TrainableModel:
       params: model parameters.
       key: a PRNG key.
       n_or_cond: the number of samples for an unconditional model, or the
-        condition array (one sample per row) for a conditional one;
+        condition array (one sample per row: repeat a row for several
+        samples of one condition) for a conditional one;
         neighbours follow the units rule (`inputs`; integers at their bin
         centres).
       temperature: T >= 0, scales the standard deviation of the latent

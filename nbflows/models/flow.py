@@ -21,8 +21,10 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from nbflows import config_fields
 from nbflows.bijectors import base
 from nbflows.bijectors import combinators
+from nbflows.bijectors import context
 from nbflows.bijectors import preprocessing
 from nbflows.data import sources
 from nbflows.distributions import gaussian
@@ -44,9 +46,10 @@ class FlowModel(nn.Module):
 
   Hooks for subclasses (the neighbourhood models of paper 1):
     * `transform_condition(cond)`: what the transform's conditional layers
-      receive; None here (the transform is unconditional). NCT (eq. 8)
-      builds the transform with conditional couplings and returns one
-      condition per scale.
+      receive; here `cond` itself for a conditional transform (a context
+      vector, `nbflows.bijectors.context.ContextConditioned`) and None for
+      an unconditional one. NCT (eq. 8) builds the transform with
+      conditional couplings and returns one condition per scale.
     * `prior_log_prob(z, cond)` and `prior_sample(key, cond, n, T)`: the
       latent density; a standard normal here. NCL (eq. 7) returns a diagonal
       Gaussian whose mean and scale come from the transformed neighbourhood
@@ -72,9 +75,8 @@ class FlowModel(nn.Module):
     return self.log_prob(x, cond)
 
   def transform_condition(self, cond: Optional[Array]):
-    """The condition the transform's conditional layers receive (None here)."""
-    del cond
-    return None
+    """What the transform receives: `cond` if it is conditional, else None."""
+    return cond if base.is_conditional(self.transform) else None
 
   def prior_log_prob(self, z: Array, cond: Optional[Array]) -> Array:
     """log p_Z(z | cond), [B]: here the standard normal, log N(z; 0, I)."""
@@ -140,6 +142,54 @@ def image_dataset_info(config: ml_collections.ConfigDict
   return info
 
 
+def configured_context_dim(config: ml_collections.ConfigDict) -> int:
+  """C of `config.context.dim` (0: no context), checked against the dataset.
+
+  A config written before the field existed (an old workdir's config.json)
+  has no context. A dataset with a context (`sources.DatasetInfo.context_dim`,
+  e.g. "rotated_moons") may be modelled with it or without (C = 0); a model
+  of a dataset without one may take contexts of any width C from its
+  caller (`log_prob(params, x, c)`), but cannot be trained on the dataset's
+  batches (`train.evaluation.evaluate.load_data` refuses it).
+
+  Raises:
+    ConfigError: for C < 0, or C > 0 that is not the width of the
+      dataset's context.
+  """
+  section = config.get("context")
+  dim = 0 if section is None else section.dim
+  if not isinstance(dim, int) or dim < 0:
+    raise config_fields.ConfigError(
+        f"config.context.dim={dim!r}; expected an integer >= 0 (0: no "
+        "context)")
+  info = sources.dataset_info(config.dataset)
+  if dim and info.context_dim and dim != info.context_dim:
+    raise config_fields.ConfigError(
+        f"config.context.dim={dim}, but dataset {config.dataset!r} gives a "
+        f"context of width {info.context_dim}; expected 0 or "
+        f"{info.context_dim}")
+  return dim
+
+
+def flow_model(config: ml_collections.ConfigDict, info: sources.DatasetInfo,
+               transform: nn.Module) -> model_base.BijectiveModel:
+  """A flow with a standard-normal prior, given a context if configured.
+
+  With config.context.dim = C > 0 (`configured_context_dim`), `transform`
+  must be built conditional; it is wrapped in `ContextConditioned` and the
+  facade's condition is the batch's "context", [B, C] (condition_kind
+  "context"). With C = 0 this is `unconditional_model`.
+  """
+  dim = configured_context_dim(config)
+  if not dim:
+    return unconditional_model(config, info, transform)
+  model = _standard_normal_flow(
+      config, info, context.ContextConditioned(transform=transform,
+                                               context_dim=dim), "context")
+  model.context_dim = dim
+  return model
+
+
 def unconditional_model(config: ml_collections.ConfigDict,
                         info: sources.DatasetInfo,
                         transform: nn.Module) -> model_base.BijectiveModel:
@@ -148,9 +198,16 @@ def unconditional_model(config: ml_collections.ConfigDict,
   The preprocessing follows the dataset (`info.num_levels`) and
   `config.flow.logit_alpha`; the facade is named `config.model`.
   """
+  return _standard_normal_flow(config, info, transform, "none")
+
+
+def _standard_normal_flow(config: ml_collections.ConfigDict,
+                          info: sources.DatasetInfo, transform: nn.Module,
+                          condition_kind: str) -> model_base.BijectiveModel:
   module = FlowModel(transform=transform, event_shape=info.event_shape,
                      num_levels=info.num_levels,
                      logit_alpha=config.flow.logit_alpha)
-  return model_base.BijectiveModel(module, info.event_shape, name=config.model,
-                          num_classes=info.num_classes,
-                          num_levels=info.num_levels)
+  return model_base.BijectiveModel(module, info.event_shape, condition_kind,
+                                   name=config.model,
+                                   num_classes=info.num_classes,
+                                   num_levels=info.num_levels)

@@ -114,11 +114,13 @@ def build_glow(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "glow" model on `config.dataset`'s images.
 
   Uses config.flow.{num_scales, couplings_per_scale (K, steps per scale),
-  hidden_channels, num_res_blocks, logit_alpha}.
+  hidden_channels, num_res_blocks, logit_alpha} and config.context.dim
+  (> 0: every coupler takes the context, `flow.flow_model`).
   """
   info = flow.image_dataset_info(config)
   transform = multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
-      config.flow.num_res_blocks)
-  return flow.unconditional_model(config, info, transform)
+      config.flow.num_res_blocks,
+      conditional=flow.configured_context_dim(config) > 0)
+  return flow.flow_model(config, info, transform)

@@ -53,9 +53,11 @@ def maf_transform(num_layers: int, hidden: Sequence[int],
 def build_maf(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "maf" model on `config.dataset`; images are modelled as D-vectors.
 
-  Uses config.flow.{num_layers, mlp_hidden, logit_alpha}.
+  Uses config.flow.{num_layers, mlp_hidden, logit_alpha} and
+  config.context.dim (> 0: every MADE takes the context, `flow.flow_model`).
   """
   info = sources.dataset_info(config.dataset)
   transform = combinators.Flattened(
-      inner=maf_transform(config.flow.num_layers, config.flow.mlp_hidden))
-  return flow.unconditional_model(config, info, transform)
+      inner=maf_transform(config.flow.num_layers, config.flow.mlp_hidden,
+                          conditional=flow.configured_context_dim(config) > 0))
+  return flow.flow_model(config, info, transform)

@@ -143,14 +143,17 @@ def build_rnvp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "rnvp" model: multi-scale RealNVP on `config.dataset`'s images.
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
-  num_res_blocks, logit_alpha}.
+  num_res_blocks, logit_alpha} and config.context.dim (> 0: every coupler
+  takes the context, broadcast over space and concatenated,
+  `flow.flow_model`).
   """
   info = flow.image_dataset_info(config)
   transform = multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
-      config.flow.num_res_blocks)
-  return flow.unconditional_model(config, info, transform)
+      config.flow.num_res_blocks,
+      conditional=flow.configured_context_dim(config) > 0)
+  return flow.flow_model(config, info, transform)
 
 
 def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
@@ -158,9 +161,13 @@ def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
 
   Images are flattened to D-vectors (z is reshaped back). Uses
   config.flow.{num_layers, mlp_hidden, logit_alpha}; discrete data
-  (`num_levels` set) are rescaled and logit-transformed first.
+  (`num_levels` set) are rescaled and logit-transformed first. With
+  config.context.dim > 0 every coupler takes the context, concatenated to
+  its input (`flow.flow_model`).
   """
   info = sources.dataset_info(config.dataset)
   transform = combinators.Flattened(
-      inner=vector_transform(config.flow.num_layers, config.flow.mlp_hidden))
-  return flow.unconditional_model(config, info, transform)
+      inner=vector_transform(
+          config.flow.num_layers, config.flow.mlp_hidden,
+          conditional=flow.configured_context_dim(config) > 0))
+  return flow.flow_model(config, info, transform)

@@ -29,6 +29,8 @@ from nbflows.models import realnvp
 from nbflows.models import vae
 
 Builder = Callable[[ml_collections.ConfigDict], base.TrainableModel]
+# The models whose builders read config.context.dim (`flow.flow_model`).
+CONTEXT_MODELS = ("rnvp", "rnvp_mlp", "glow", "maf")
 
 BUILDERS: Dict[str, Builder] = {
     "rnvp": realnvp.build_rnvp,
@@ -75,4 +77,9 @@ def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
     raise config_fields.ConfigError(
         f"config.model: unknown model {config.model!r}; expected one of "
         f"{sorted(BUILDERS)}")
+  context = config.get("context")
+  if context is not None and context.dim and config.model not in CONTEXT_MODELS:
+    raise config_fields.ConfigError(
+        f"config.context.dim={context.dim}: model {config.model!r} does not "
+        f"take a context vector; expected 0, or one of {list(CONTEXT_MODELS)}")
   return BUILDERS[config.model](config)

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from nbflows import checkpoint_loading
+from nbflows import config_fields
 from nbflows import image_grid
 from nbflows.data import pipeline
 from nbflows.data import sources
@@ -65,7 +66,20 @@ def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable,
 
   Returns:
     (splits, neighbour index or None).
+
+  Raises:
+    ConfigError: for a context model (`condition_kind="context"`) of a
+      dataset without contexts.
   """
+  if (model.condition_kind == "context" and
+      not sources.dataset_info(config.dataset).context_dim):
+    with_context = [f"{name} (C = {sources.dataset_info(name).context_dim})"
+                    for name in sources.NAMES
+                    if sources.dataset_info(name).context_dim]
+    raise config_fields.ConfigError(
+        f"config.context.dim={model.context_dim}, but dataset "
+        f"{config.dataset!r} has no context to train or test on; expected "
+        f"0, or a dataset with one: {', '.join(with_context)}")
   splits = sources.load(
       config.dataset, config.data_dir or None,
       validation_fraction=config.data.validation_fraction,

@@ -18,7 +18,9 @@ sampled with M = config.eval.marginal_neighbourhoods for NCT unless
 `format_table`. The table (Markdown) is printed and written with the raw numbers to
 ``<workdir_root>/compare.json``; parameter counts more than 10% away from
 the first config's are flagged. VAEs have no bits/dim: compare them with
-`--metrics iwae` (test IWAE bound in nats, with its standard error).
+`--metrics iwae` (test IWAE bound in nats, with its standard error); 2-D
+and context-conditioned flows with `--metrics bpd,log_likelihood` (test
+log-likelihood in nats, with its standard error).
 """
 from __future__ import annotations
 
@@ -43,6 +45,26 @@ COLUMNS = (("test bpd (conditional)", "test_bpd", "{:.4f}"),
 IWAE_COLUMNS = (("test IWAE (nats)", "test_iwae", "{:.3f}"),
                 ("+- s.e.", "test_iwae_stderr", "{:.3f}"),
                 ("S", "iwae_samples", "{}"))
+LOG_LIKELIHOOD_COLUMNS = (
+    ("test bpd", "test_bpd", "{:.4f}"),
+    ("test log-likelihood (nats)", "test_log_likelihood", "{:.4f}"),
+    ("+- s.e.", "test_log_likelihood_stderr", "{:.4f}"))
+
+
+def table_columns(metrics: str) -> Tuple[Tuple[str, str, str], ...]:
+  """The table's columns for `--metrics`: the IWAE bound's with "iwae",
+  the test log-likelihood's with "log_likelihood" (2-D and context
+  models), else the conditional and marginal bits/dim.
+
+  Example:
+    >>> [header for header, _, _ in table_columns("bpd,log_likelihood")][1]
+    'test log-likelihood (nats)'
+  """
+  if "iwae" in metrics:
+    return IWAE_COLUMNS
+  if "log_likelihood" in metrics:
+    return LOG_LIKELIHOOD_COLUMNS
+  return COLUMNS
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()
