@@ -7,10 +7,11 @@ images, whose 2x2 bottleneck holds 256 features) and one dense layer of
 300 units (the paper's 1024), mirrored by the decoder with transposed
 convolutions; no batch normalisation (see the module's docstring).
 
-Expected: a test reconstruction and Frechet distance close to glf_digits'
-on the same steps (at 8x8 a digit is too small for convolutions to beat
-the MLP by much), at a lower step rate on CPU. Measured: README, "GLF with
-a convolutional auto-encoder".
+Expected: at 8x8 the convolutions do not beat the MLP. Measured (1,000
+steps, seeds 0 and 1, README "GLF with a convolutional auto-encoder"): test
+reconstruction 0.392 and 0.411 against glf_digits' 0.376 and 0.378,
+Frechet distance 36.0 and 39.4 against 30.4 and 29.6, at a quarter to a
+seventh of its step rate on the CPU.
 """
 from configs import glf_digits
 
