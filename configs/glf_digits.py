@@ -33,6 +33,10 @@ def get_config(arg=None):
     config.glf.latent_dim = 8             # paper 5 uses 20 for MNIST
     config.glf.hidden = (300, 300)
     config.glf.activation = "relu"
+    # "mlp" (the above) or "conv" (paper 5's auto-encoder, App. A), as
+    # config.vae.architecture (configs/vae_digits.py).
+    config.glf.architecture = "mlp"
+    config.glf.conv_features = (64, 128)  # paper 5, App. A
     config.glf.flow_blocks = 4            # Fig. 1b
     config.glf.flow_hidden = (64, 64)     # + output layer = 3 dense, k = 64
     config.glf.objective = "stop_gradient"  # eq. 5; "regularised" is eq. 4

@@ -28,6 +28,11 @@ def get_config(arg=None):
     config.vae.latent_dim = 16            # paper 3 uses 40 for 784-pixel MNIST
     config.vae.hidden = (300, 300)        # paper 3, App. D.1 "VAE"
     config.vae.activation = "gated"
+    # "mlp" (the above) or "conv": paper 5's convolutional encoder and
+    # decoder (App. A, nbflows.models.conv_autoencoder), images only; the
+    # stride-2 convolutions' channels, then `hidden` dense layers.
+    config.vae.architecture = "mlp"
+    config.vae.conv_features = (64, 128)  # paper 5, App. A
     config.vae.num_pseudo_inputs = 100    # VampPrior only
     config.vae.iwae_samples = 1000        # paper 3 uses 5000
     config.vae.iwae_chunk = 100

@@ -23,6 +23,9 @@ levels in [0, 1] (App. B: no dequantisation); the decoder's sigmoid output is
 its mean, mapped back to data units for sampling. The encoder's variance
 Lambda(x) has no floor (`vae.GaussianEncoder(variance="softplus")`): under
 eq. 3 it falls as beta grows (Fig. 3b, `train.experiments.beta_sweep`).
+The auto-encoder is the VAE family's MLP or, with `architecture="conv"`
+(`config.glf.architecture`), paper 5's convolutional one (App. A,
+`nbflows.models.conv_autoencoder`).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -66,6 +69,9 @@ class LatentFlowAutoEncoder(nn.Module):
     flow_blocks: coupling blocks of the latent flow.
     flow_hidden: hidden widths of each coupler.
     flow_seed: seeds the permutations.
+    architecture: "mlp", or "conv" for paper 5's convolutional encoder and
+      decoder (App. A; `nbflows.models.conv_autoencoder`).
+    conv_features: the convolutions' channels, for "conv".
   """
   event_shape: Tuple[int, ...]
   latent_dim: int = 20
@@ -74,16 +80,20 @@ class LatentFlowAutoEncoder(nn.Module):
   flow_blocks: int = 4
   flow_hidden: Sequence[int] = (64, 64)
   flow_seed: int = 0
+  architecture: str = "mlp"
+  conv_features: Sequence[int] = (64, 128)
 
   def setup(self):
     if self.latent_dim < 2:
       raise ValueError(f"latent_dim={self.latent_dim}; the coupling flow "
                        "needs at least 2 latent dimensions")
     # No variance floor (eq. 3): "softplus", not paper 3's hardtanh.
-    self.encoder = vae.GaussianEncoder(self.latent_dim, self.hidden,
-                                       self.activation, variance="softplus")
+    self.encoder = vae.GaussianEncoder(
+        self.latent_dim, self.hidden, self.activation, variance="softplus",
+        architecture=self.architecture, conv_features=self.conv_features)
     self.decoder = vae.Decoder(tuple(self.event_shape), self.hidden,
-                               self.activation)
+                               self.activation, self.architecture,
+                               self.conv_features)
     self.flow = LatentFlow(self.flow_blocks, self.flow_hidden, self.flow_seed)
 
   def __call__(self, x: Array) -> Array:
@@ -284,11 +294,14 @@ class GLFModel(base.TrainableModel):
 
 def _build(config: Any, objective: str) -> GLFModel:
   info = sources.dataset_info(config.dataset)
+  architecture, conv_features = vae.network_architecture(
+      config.glf, info.event_shape, "config.glf")
   module = LatentFlowAutoEncoder(
       event_shape=tuple(info.event_shape), latent_dim=config.glf.latent_dim,
       hidden=tuple(config.glf.hidden), activation=config.glf.activation,
       flow_blocks=config.glf.flow_blocks,
-      flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed)
+      flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed,
+      architecture=architecture, conv_features=conv_features)
   return GLFModel(module, info.num_levels, objective, config.glf.beta,
                   name=config.model)
 

@@ -37,6 +37,11 @@ its posterior variance falls to ~1e-4 as beta grows (Fig. 3b). There
 `MIN_VARIANCE` (1e-8, far below any variance the models reach), unbounded
 above, with a gradient that stays ~1 in log Lambda as Lambda -> 0.
 
+With `architecture="conv"` (`config.vae.architecture`) the encoder and
+decoder are paper 5's convolutional ones instead (App. A,
+`nbflows.models.conv_autoencoder`): the same heads, so the same posterior
+and Bernoulli decoder.
+
 Priors here (`nbflows.distributions.priors`, built from the parameters by
 `VAEModel.prior`): the standard Gaussian, and the VampPrior (Tomczak &
 Welling, 2018), p(z) = 1/K sum_k q(z | u_k) with K learned pseudo-inputs u_k
@@ -68,6 +73,7 @@ import jax.numpy as jnp
 from nbflows.data import sources
 from nbflows.distributions import priors
 from nbflows.models import base
+from nbflows.models import conv_autoencoder
 from nbflows.objectives import elbo
 from nbflows.objectives import iwae
 
@@ -163,15 +169,25 @@ class GaussianEncoder(nn.Module):
     variance: "hardtanh" (log Lambda clipped to LOG_VARIANCE_RANGE, paper
       3) or "softplus" (Lambda = softplus(.) + MIN_VARIANCE, no floor in
       effect: paper 5, eq. 3).
+    architecture: "mlp" (the hidden layers see the flattened image) or
+      "conv" (they see `conv_autoencoder.ConvFeatures`: paper 5, App. A).
+    conv_features: the convolutions' channels, for "conv".
   """
   latent_dim: int
   hidden: Sequence[int] = (300, 300)
   activation: str = "gated"
   variance: str = "hardtanh"
+  architecture: str = "mlp"
+  conv_features: Sequence[int] = (64, 128)
 
   @nn.compact
   def __call__(self, x: Array) -> Tuple[Array, Array]:
-    h = x.reshape(x.shape[0], -1)
+    conv_autoencoder.check_architecture(self.architecture, x.shape[1:],
+                                        self.conv_features)
+    if self.architecture == "conv":
+      h = conv_autoencoder.ConvFeatures(self.conv_features, name="conv")(x)
+    else:
+      h = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.hidden):
       h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
     mean = nn.Dense(self.latent_dim, name="mean")(h)
@@ -210,16 +226,26 @@ class Decoder(nn.Module):
     event_shape: the image shape, e.g. (28, 28, 1).
     hidden: widths of the hidden layers.
     activation: "gated" (paper 3) or "relu".
+    architecture: "mlp" (a dense layer gives the logits) or "conv"
+      (`conv_autoencoder.TransposedConvLogits` does: paper 5, App. A).
+    conv_features: the encoder's convolution channels, for "conv".
   """
   event_shape: Tuple[int, ...]
   hidden: Sequence[int] = (300, 300)
   activation: str = "gated"
+  architecture: str = "mlp"
+  conv_features: Sequence[int] = (64, 128)
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
+    conv_autoencoder.check_architecture(self.architecture, self.event_shape,
+                                        self.conv_features)
     h = z
     for i, width in enumerate(self.hidden):
       h = _hidden_layer(width, self.activation, f"hidden{i}")(h)
+    if self.architecture == "conv":
+      return conv_autoencoder.TransposedConvLogits(
+          tuple(self.event_shape), tuple(self.conv_features), name="conv")(h)
     logits = nn.Dense(math.prod(self.event_shape), name="logits")(h)
     return logits.reshape(*z.shape[:-1], *self.event_shape)
 
@@ -238,6 +264,9 @@ class VAE(nn.Module):
       `nbflows.models.exemplar_vae.ExemplarVAEModel`). The densities are
       `nbflows.distributions.priors`.
     num_pseudo_inputs: K, for the VampPrior.
+    architecture: "mlp" (paper 3, App. D.1) or "conv" (paper 5, App. A;
+      `nbflows.models.conv_autoencoder`) for the encoder and decoder.
+    conv_features: the convolutions' channels, for "conv".
   """
   event_shape: Tuple[int, ...]
   latent_dim: int = 40
@@ -245,14 +274,18 @@ class VAE(nn.Module):
   activation: str = "gated"
   prior: str = "gaussian"
   num_pseudo_inputs: int = 500
+  architecture: str = "mlp"
+  conv_features: Sequence[int] = (64, 128)
 
   def setup(self):
     if self.prior not in PRIORS:
       raise ValueError(f"prior={self.prior!r}; expected one of {PRIORS}")
-    self.encoder = GaussianEncoder(self.latent_dim, self.hidden,
-                                   self.activation)
+    self.encoder = GaussianEncoder(
+        self.latent_dim, self.hidden, self.activation,
+        architecture=self.architecture, conv_features=self.conv_features)
     self.decoder = Decoder(tuple(self.event_shape), self.hidden,
-                           self.activation)
+                           self.activation, self.architecture,
+                           self.conv_features)
     if self.prior == "vampprior":
       if self.num_pseudo_inputs < 1:
         raise ValueError(f"num_pseudo_inputs={self.num_pseudo_inputs}; "
@@ -559,13 +592,34 @@ def active_units(means: Array, threshold: float = 0.01) -> int:
 
 def make_network(config: Any, dataset_event_shape: Sequence[int],
                    prior: str) -> VAE:
-  """Builds the `VAE` module from `config.vae` (see configs/vae_digits.py)."""
+  """Builds the `VAE` module from `config.vae` (see configs/vae_digits.py).
+
+  Raises:
+    ValueError: for a `config.vae.architecture` the data cannot take
+      (`conv_autoencoder.check_architecture`).
+  """
+  architecture, conv_features = network_architecture(
+      config.vae, dataset_event_shape, "config.vae")
   return VAE(event_shape=tuple(dataset_event_shape),
              latent_dim=config.vae.latent_dim,
              hidden=tuple(config.vae.hidden),
              activation=config.vae.activation,
              prior=prior,
-             num_pseudo_inputs=config.vae.num_pseudo_inputs)
+             num_pseudo_inputs=config.vae.num_pseudo_inputs,
+             architecture=architecture, conv_features=conv_features)
+
+
+def network_architecture(block: Any, event_shape: Sequence[int],
+                         field: str) -> Tuple[str, Tuple[int, ...]]:
+  """(architecture, conv_features) of a config block, checked for the data.
+
+  Runs saved before the fields existed are "mlp" (their networks).
+  """
+  architecture = block.get("architecture", "mlp")
+  conv_features = tuple(block.get("conv_features", (64, 128)))
+  conv_autoencoder.check_architecture(architecture, event_shape,
+                                      conv_features, f"{field}.architecture")
+  return architecture, conv_features
 
 
 def kl_warmup_steps(config: Any) -> int:
