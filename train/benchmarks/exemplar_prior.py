@@ -21,8 +21,9 @@ A step is what `train.loop.trainer` runs per batch: the host preparation
 (`ExemplarVAEModel.train_batch_preparer`, the identity for the exact prior),
 `sharding.shard_batch`, and `trainer.make_train_step` jitted by
 `trainer.compile_train_step`, on a fresh batch of random training indices
-each step. For each N, `--rounds` rounds alternate a block of `--steps`
-exact steps with a block of kNN steps, so both priors see the same load.
+each step. Every (N, prior) is compiled and warmed up first; then each of
+`--rounds` rounds times a block of `--steps` steps of every N and prior in
+turn (exact, kNN, for each N), so they all see the same load.
 
 Prints one JSON line per (N, prior): "value" the median ms per step,
 "host_ms_median" the host half within it, "compile_s", the subsample size
@@ -142,51 +143,54 @@ def _time_block(call: Callable[[], jax.Array], steps: int) -> List[float]:
   return walls
 
 
-def measure(num_exemplars: int, k: int, steps: int, rounds: int,
+def measure(sizes: Sequence[int], k: int, steps: int, rounds: int,
             warmup: int = 2, batch_size: int = 0, quick: bool = False
             ) -> List[Dict[str, Any]]:
-  """One JSON record per prior at N = `num_exemplars` (module docstring).
+  """One JSON record per N in `sizes` and prior (module docstring).
 
-  `warmup` untimed steps first: the second step compiles the eager
-  fold_in of the key for the state the jitted step returns.
+  Every (N, prior) is compiled and warmed up (`warmup` untimed steps: the
+  second compiles the eager fold_in of the key for the state the jitted
+  step returns) before any is timed; then each round times a block of
+  `steps` steps of each in turn, so every N and prior sees the same load.
   """
-  splits = synthetic_splits(num_exemplars)
-  timers = {"exact": StepTimer(splits, 0, batch_size, quick),
-            "knn": StepTimer(splits, k, batch_size, quick)}
-  walls = {prior: [] for prior in PRIORS}
-  for timer in timers.values():
-    _time_block(timer.step, warmup)
-    timer.host_s.clear()
-  for _ in range(rounds):
+  timers = {}
+  for n in sizes:
+    splits = synthetic_splits(n)
     for prior in PRIORS:
-      walls[prior] += _time_block(timers[prior].step, steps)
+      timer = StepTimer(splits, k if prior == "knn" else 0, batch_size,
+                        quick)
+      _time_block(timer.step, warmup)
+      timer.host_s.clear()
+      timers[n, prior] = timer
+  walls = {key: [] for key in timers}
+  for _ in range(rounds):
+    for key, timer in timers.items():
+      walls[key] += _time_block(timer.step, steps)
   records = []
-  for prior in PRIORS:
-    timer = timers[prior]
+  for (n, prior), timer in timers.items():
     records.append({
-        "job": "exemplar_prior", "prior": prior, "n": num_exemplars,
+        "job": "exemplar_prior", "prior": prior, "n": n,
         "k": k if prior == "knn" else 0,
         "prior_components": (None if timer.prior_components is None
                              else int(timer.prior_components)),
         "subsample": timer.model.num_subsample,
-        "value": round(1e3 * statistics.median(walls[prior]), 2),
+        "value": round(1e3 * statistics.median(walls[n, prior]), 2),
         "unit": "ms/step",
         "host_ms_median": round(1e3 * statistics.median(timer.host_s), 2),
-        "step_ms": [round(1e3 * w, 2) for w in walls[prior]],
+        "step_ms": [round(1e3 * w, 2) for w in walls[n, prior]],
         "compile_s": round(timer.compile_s, 2), "batch": timer.batch_size,
         "device": benchmark_device.describe()})
   return records
 
 
 def exemplar_prior_job(args: argparse.Namespace) -> Dict[str, Any]:
-  """Prints a line per (N, prior) as it ends; returns the summary line."""
+  """Prints a line per (N, prior); returns the summary line."""
   sizes = args.n
   table = {}
-  for n in sizes:
-    for record in measure(n, args.k, args.steps, args.rounds,
-                          batch_size=args.batch, quick=args.quick):
-      print(json.dumps(record), flush=True)
-      table[record["prior"], n] = record["value"]
+  for record in measure(sizes, args.k, args.steps, args.rounds,
+                        batch_size=args.batch, quick=args.quick):
+    print(json.dumps(record), flush=True)
+    table[record["prior"], record["n"]] = record["value"]
   first, last = sizes[0], sizes[-1]
   return {"job": "exemplar_prior",
           "value": round(table["exact", last] / table["knn", last], 2),
@@ -224,7 +228,7 @@ def add_exemplar_prior_job(jobs) -> None:
   parser.add_argument("--steps", type=int, default=5,
                       help="timed steps per prior and round")
   parser.add_argument("--rounds", type=int, default=2,
-                      help="rounds alternating the exact and kNN blocks")
+                      help="rounds, each a block of every N and prior in turn")
   parser.add_argument("--batch", type=int, default=0,
                       help="batch size; 0: the config's (100)")
   parser.add_argument("--quick", action="store_true",
