@@ -33,7 +33,7 @@ Subcommands:
            (`--steps 10 100000`), against the replay it replaced.
   exemplar_prior  the Exemplar VAE's trainer step against the number of
            exemplars N (`--n 1000,5000,20000,50000`), exact prior against
-           the kNN prior of Alg. 1 / eq. 15 in alternating blocks
+           the kNN prior of Alg. 1 / eq. 15, every N and prior in turn
            (`train.benchmarks.exemplar_prior`), a line per N and prior.
   suite    every job above in one command, each in its own process
            (`train.benchmarks.suite`), one JSON line per job.
