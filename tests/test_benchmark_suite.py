@@ -21,7 +21,8 @@ def test_every_suite_job_is_a_valid_benchmark_command(quick, peers):
 
 def test_the_suite_covers_architectures_library_models_compile_and_knn():
   commands = {job.argv[0] for job in suite.SUITE}
-  assert commands == {"matmul", "train", "logprob", "sample", "compile", "knn"}
+  assert commands == {"matmul", "train", "logprob", "sample", "compile", "knn",
+                      "exemplar_prior"}
   models = {job.argv[job.argv.index("--model") + 1] for job in suite.SUITE
             if "--model" in job.argv}
   assert models == {"ncl", "nct", "rnvp"}

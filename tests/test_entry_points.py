@@ -19,7 +19,7 @@ from train.loop import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = {"test_bpd", "num_params", "model", "dataset", "num_train_steps",
-             "steps_trained", "checkpoint_step"}
+             "steps_trained", "checkpoint_step", "skipped_nonfinite_steps"}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,7 @@ def test_train_and_evaluate_on_digits_writes_every_output(digits_run):
   assert saved == {k: v for k, v in results.items() if k != "preempted"}
   assert saved["model"] == "rnvp" and saved["dataset"] == "digits"
   assert saved["num_train_steps"] == saved["steps_trained"] == 20
+  assert saved["skipped_nonfinite_steps"] == 0
   # Better than the uniform distribution over 17 levels after 20 steps: the
   # bits/dim count the dequantisation and logit terms correctly.
   assert 0.5 < saved["test_bpd"] < math.log2(17), saved

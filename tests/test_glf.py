@@ -155,6 +155,9 @@ def test_objectives_equal_their_equations():
     expected = jnp.mean(weight * recon - log_p + log_q)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(metrics["nll"], -jnp.mean(log_p), rtol=1e-5)
+    np.testing.assert_allclose(metrics["latent_norm"],
+                               jnp.mean(jnp.linalg.norm(z, axis=-1)),
+                               rtol=1e-5)
 
 
 def train(objective, beta, steps=300):

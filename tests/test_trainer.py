@@ -275,6 +275,13 @@ def test_a_nan_batch_is_skipped_and_a_nan_run_stops(tmp_path, monkeypatch):
   assert train_lines[-1]["values"]["skipped_steps"] == 1.0
   assert train_lines[-1]["values"]["nonfinite_total"] == 1.0
   assert np.isfinite(train_lines[-1]["values"]["loss"])
+  # eval.json counts it, and `train.evaluate` reads it from the checkpoint.
+  assert results["skipped_nonfinite_steps"] == 1
+  from train.loop import checkpoint as checkpoint_lib
+  saved = checkpoint_lib.Checkpointer(str(tmp_path / "one_nan"),
+                                      read_only=True)
+  assert saved.nonfinite_total(6) == 1
+  saved.close()
 
   class NaNModel(type(tiny_model())):
     def loss(self, params, batch, key):

@@ -214,7 +214,8 @@ class GLFModel(base.TrainableModel):
 
     Metrics: loss, reconstruction (L_recon), nll (L_NLL), latent_scale (the
     codes' standard deviation over the batch, averaged over dimensions: the
-    quantity that collapses under eq. 4) and, for the VAE, log_q and
+    quantity that collapses under eq. 4), latent_norm (the batch mean of
+    ||z||_2, the codes' size, Sec. 3.3.1) and, for the VAE, log_q and
     posterior_variance (the mean of Lambda(x) over the batch and the latent
     dimensions, which falls as beta grows: Fig. 3b).
     """
@@ -222,7 +223,8 @@ class GLFModel(base.TrainableModel):
     loss = jnp.mean(self._per_example_loss(t))
     metrics = {"loss": loss, "reconstruction": jnp.mean(t["reconstruction"]),
                "nll": jnp.mean(t["nll"]),
-               "latent_scale": jnp.mean(jnp.std(t["codes"], axis=0))}
+               "latent_scale": jnp.mean(jnp.std(t["codes"], axis=0)),
+               "latent_norm": jnp.mean(jnp.linalg.norm(t["codes"], axis=-1))}
     if self.objective == "vae":
       metrics["log_q"] = jnp.mean(t["log_q"])
       metrics["posterior_variance"] = jnp.mean(jnp.exp(t["log_variance"]))

@@ -31,6 +31,10 @@ Subcommands:
   matmul   the float32 matmul rate that the floors divide by.
   resume   seconds for the input pipeline to start at a resumed step
            (`--steps 10 100000`), against the replay it replaced.
+  exemplar_prior  the Exemplar VAE's trainer step against the number of
+           exemplars N (`--n 1000,5000,20000,50000`), exact prior against
+           the kNN prior of Alg. 1 / eq. 15, every N and prior in turn
+           (`train.benchmarks.exemplar_prior`), a line per N and prior.
   suite    every job above in one command, each in its own process
            (`train.benchmarks.suite`), one JSON line per job.
 
@@ -49,6 +53,7 @@ from typing import Any, Dict, List, Optional
 
 from nbflows.bijectors import couplers
 from train.benchmarks import device as benchmark_device
+from train.benchmarks import exemplar_prior as benchmark_exemplar_prior
 from train.benchmarks import flows as benchmark_flows
 from train.benchmarks import knn as benchmark_index
 from train.benchmarks import peer_models as benchmark_models
@@ -141,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
   benchmark_index.add_index_job(jobs)
   _add_flow_jobs(jobs)
   benchmark_resume.add_resume_job(jobs)
+  benchmark_exemplar_prior.add_exemplar_prior_job(jobs)
   benchmark_suite.add_suite_job(jobs)
   return parser
 

@@ -87,6 +87,9 @@ SUITE: Tuple[SuiteJob, ...] = (
     SuiteJob("knn", ("knn", "--n", "60000", "--d", "128", "--k", "10"),
              ("knn", "--n", "512", "--d", "8", "--k", "3"),
              peer=("--vs-peer",)),
+    SuiteJob("exemplar_prior", ("exemplar_prior",),
+             ("exemplar_prior", "--n", "50,100", "--k", "3", "--batch", "4",
+              "--steps", "1", "--rounds", "1", "--quick")),
 )
 JOB_NAMES = tuple(job.name for job in SUITE)
 

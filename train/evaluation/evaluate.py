@@ -8,7 +8,10 @@ entry point that evaluates the best checkpoint of a finished run:
 
 which writes DIR/eval.json and DIR/samples.png and prints test bits/dim.
 eval.json holds: model, dataset, num_train_steps, steps_trained,
-checkpoint_step (whose parameters were evaluated), num_params, metrics (the
+checkpoint_step (whose parameters were evaluated), skipped_nonfinite_steps
+(the training steps whose loss or gradient was NaN or infinite and whose
+update the trainer dropped, `TrainState.nonfinite_total` after
+steps_trained; 0 for a fitted model), num_params, metrics (the
 metric names evaluated), test_<name> for the mean over the test split of
 every per-example metric the model reports (`model.eval_metrics`, or
 `model.test_metrics` where it offers `protocols.TestMetrics`, e.g. LGF's
@@ -34,6 +37,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from nbflows import checkpoint_fallback
 from nbflows import checkpoint_loading
 from nbflows import config_fields
 from nbflows import image_grid
@@ -307,6 +311,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
                       model: protocols.Trainable, params: Any,
                       splits: sources.Splits, index: Any, mesh: sharding.Mesh,
                       steps_trained: int, checkpoint_step: int,
+                      skipped_nonfinite_steps: int,
                       eval_step: Optional[Callable] = None,
                       metrics: Optional[Union[str, Sequence[str]]] = None
                       ) -> Dict[str, Any]:
@@ -322,6 +327,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     mesh: the device mesh.
     steps_trained: how many steps the run trained.
     checkpoint_step: the step whose parameters `params` are.
+    skipped_nonfinite_steps: the steps of the run skipped as non-finite.
     eval_step: from `make_eval_step` (built here if None); a model
       offering `protocols.TestMetrics` (LGF) is tested with its
       `test_metrics` instead.
@@ -352,6 +358,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
       "num_train_steps": config.num_train_steps,
       "steps_trained": int(steps_trained),
       "checkpoint_step": int(checkpoint_step),
+      "skipped_nonfinite_steps": int(skipped_nonfinite_steps),
       "num_params": model_base.count_params(params),
       "metrics": list(metrics),
       **{f"test_{name}": float(np.mean(v))
@@ -423,9 +430,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
         config, model, sources.dataset_info(config.dataset), metrics)
     checkpointer = checkpoint_lib.Checkpointer(workdir, read_only=True)
     steps_trained = checkpointer.latest_step()
+    skipped, _, _ = checkpoint_fallback.first_readable(
+        workdir, [("latest", s) for s in checkpointer.latest_steps()],
+        lambda which, s: checkpointer.nonfinite_total(s, which))
     checkpointer.close()
     mesh = sharding.make_mesh()
     params = jax.device_put(params, sharding.replicated(mesh))
     splits, index = load_data(config, model, rebuild_index)
     return write_test_report(config, workdir, model, params, splits, index,
-                             mesh, steps_trained, step, metrics=metrics)
+                             mesh, steps_trained, step, skipped,
+                             metrics=metrics)

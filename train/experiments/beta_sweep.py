@@ -111,10 +111,5 @@ def monotone_falling(rows: Sequence[Dict[str, Any]]) -> bool:
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
   """The Markdown table of `COLUMNS`, one row per beta."""
-  lines = ["| " + " | ".join(header for header, _, _ in COLUMNS) + " |",
-           "|" + " --- |" * len(COLUMNS)]
-  for row in rows:
-    lines.append("| " + " | ".join(fmt.format(row[key])
-                                   for _, key, fmt in COLUMNS) + " |")
-  return "\n".join(lines)
+  return compare.markdown_table(rows, COLUMNS)
 

@@ -28,7 +28,7 @@ import ast
 import importlib
 import os
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import ml_collections
 
@@ -179,6 +179,24 @@ def format_cell(row: Dict[str, Any], key: str, fmt: str = "{:.4f}") -> str:
   sd = row.get(f"{key}_sd")
   return fmt.format(row[key]) + ("" if sd is None else
                                  " +- " + fmt.format(sd))
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]],
+                   columns: Sequence[Tuple[str, str, str]]) -> str:
+  """A Markdown table: a row per `rows`, a column per (header, key, format).
+
+  Example:
+    >>> print(markdown_table([{"beta": 4.0}], [("beta", "beta", "{:g}")]))
+    | beta |
+    | --- |
+    | 4 |
+  """
+  lines = ["| " + " | ".join(header for header, _, _ in columns) + " |",
+           "|" + " --- |" * len(columns)]
+  for row in rows:
+    lines.append("| " + " | ".join(fmt.format(row[key])
+                                   for _, key, fmt in columns) + " |")
+  return "\n".join(lines)
 
 
 def format_table(rows: Sequence[Dict[str, Any]],

@@ -237,6 +237,21 @@ class Checkpointer:
           restored[checkpoint_format.STEP_ITEM], target_step)
     return _rebuilt(abstract_state, state), dict(restored[LOOP_ITEM])
 
+  def nonfinite_total(self, step: int, which: str = "latest") -> int:
+    """The steps skipped as non-finite up to `step` (`TrainState`'s count).
+
+    Read from the "trainer" item alone; 0 for a checkpoint without one (a
+    fitted model takes no gradient steps).
+    """
+    manager = self._manager(which)
+    manager.wait_until_finished()
+    if not os.path.isdir(os.path.join(manager.directory, str(step),
+                                      TRAINER_ITEM)):
+      return 0
+    restored = manager.restore(step, args=ocp.args.Composite(
+        **{TRAINER_ITEM: ocp.args.StandardRestore()}))
+    return int(restored[TRAINER_ITEM]["nonfinite_total"])
+
   def _manager(self, which: str) -> ocp.CheckpointManager:
     checkpoint_format.checkpoints_dir(self.workdir, which)   # validates `which`
     return self._latest if which == "latest" else self._best

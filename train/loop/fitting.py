@@ -92,7 +92,7 @@ def fit_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results = evaluate_lib.write_test_report(
       config, workdir, model,
       jax.device_put(params, sharding.replicated(mesh)), splits, index, mesh,
-      steps_trained=0, checkpoint_step=0)
+      steps_trained=0, checkpoint_step=0, skipped_nonfinite_steps=0)
   writer.write(0, "test", {name[len("test_"):]: value
                            for name, value in results.items()
                            if name.startswith("test_")})

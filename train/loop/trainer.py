@@ -481,7 +481,9 @@ def _final_report(config, workdir, model, run: _Run, splits, index, mesh,
       config, workdir, model,
       jax.device_put(state.params, sharding.replicated(mesh)), splits, index,
       mesh, steps_trained=run.step,
-      checkpoint_step=int(jax.device_get(state.step)), eval_step=eval_step)
+      checkpoint_step=int(jax.device_get(state.step)),
+      skipped_nonfinite_steps=int(jax.device_get(run.state.nonfinite_total)),
+      eval_step=eval_step)
   writer.write(run.step, "test", {name[len("test_"):]: value
                                   for name, value in results.items()
                                   if name.startswith("test_")})
