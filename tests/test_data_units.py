@@ -275,3 +275,18 @@ def test_float64_is_computed_in_float64_with_x64_on():
   # In float32 (x64 off) the same points are only good to float32 rounding.
   error32 = np.abs(np.asarray(model.log_prob(params, x)) - expected)
   assert np.all(error32 < 1e-3 * np.abs(expected)) and np.max(error32) > 1e-9
+
+
+def test_sample_and_log_prob_is_in_float64_like_log_prob_with_x64_on():
+  model, params = unconditional()
+  key = jax.random.key(9)
+  with jax.enable_x64(True):
+    samples, log_p = model.sample_and_log_prob(params, key, 3, 0.7)
+    expected = model.log_prob(params, samples)
+  assert samples.dtype == log_p.dtype == np.float64
+  # log_prob's float64 params (`params_like`), not float32 ones: the two
+  # differ by float32 rounding, ~1e-7 relative.
+  np.testing.assert_allclose(log_p, expected, rtol=1e-13)
+  np.testing.assert_allclose(log_p, _log_prob_by_hand(params,
+                                                      np.asarray(samples)),
+                             rtol=1e-12)

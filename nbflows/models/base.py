@@ -309,7 +309,9 @@ class DensityModel(TrainableModel):
     """`sample`, then `log_prob` of its samples under the same condition.
 
     Args and units as in `sample`. One check of the condition, no second
-    pass through the units rule.
+    pass through the units rule. The log-density is computed as `log_prob`
+    computes it (`params_like`: in float64 when ``jax_enable_x64`` makes
+    the samples float64), so it equals ``log_prob(params, samples, cond)``.
 
     Returns:
       (samples [n, *event] in data units (clipped as `sample`'s), their
@@ -318,7 +320,8 @@ class DensityModel(TrainableModel):
     num, cond = self._sample_condition(n_or_cond, validate)
     samples = self._draw(params, key, num, cond,
                          checked_temperature(temperature))
-    return samples, self._log_prob(params, samples, cond)
+    return samples, self._log_prob(params_like(params, samples), samples,
+                                   cond)
 
   def as_distribution(self, params: Params, cond: Optional[Array] = None
                       ) -> "model_distribution.ModelDistribution":
