@@ -403,14 +403,20 @@ def params_like(params: Params, x: Array) -> Params:
       if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, params)
 
 
-def checked_temperature(temperature: Union[float, Array]) -> Array:
+def checked_temperature(temperature: Union[float, Array],
+                        name: str = "temperature") -> Array:
   """T as a float32 array, checked >= 0 when concrete (traced T passes).
 
+  Every sampler takes its temperature (and the NIF flow its noise scale s,
+  `name`) through here, so each can be traced under the caller's `jax.jit`:
+  a traced value meets no Python branch and goes into the jitted sampler as
+  an array argument, as a concrete one does.
+
   Raises:
-    ValueError: for a concrete negative or NaN temperature.
+    ValueError: for a concrete negative or NaN value, naming `name`.
   """
   if not isinstance(temperature, jax.core.Tracer) and not temperature >= 0:
-    raise ValueError(f"temperature={temperature}; expected >= 0")
+    raise ValueError(f"{name}={temperature}; expected >= 0")
   return jnp.asarray(temperature, jnp.float32)
 
 

@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -232,14 +232,17 @@ class GLFModel(base.TrainableModel):
 
   # --------------------------------------------------------------- sampling
   def sample(self, params: Params, key: Array, n_or_cond: Any,
-             temperature: float = 1.0) -> Array:
-    """x = G(f^-1(e)), e ~ N(0, T^2 I); [n, *event] in data units."""
+             temperature: Union[float, Array] = 1.0) -> Array:
+    """x = G(f^-1(e)), e ~ N(0, T^2 I); [n, *event] in data units.
+
+    T = 0 decodes f^-1(0), the image of the flow prior's mode; T may be
+    traced under the caller's jit (`base.checked_temperature`).
+    """
     if not isinstance(n_or_cond, int) or n_or_cond < 1:
       raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
                        "unconditional and expects a number of samples >= 1")
-    if not temperature >= 0:
-      raise ValueError(f"temperature={temperature}; expected >= 0")
-    return self._sample_jit(params, key, n_or_cond, float(temperature))
+    return self._sample_jit(params, key, n_or_cond,
+                            base.checked_temperature(temperature))
 
   @functools.cached_property
   def _sample_jit(self):
