@@ -66,6 +66,10 @@ class LatentFlowAutoEncoder(nn.Module):
     flow_blocks: coupling blocks of the latent flow.
     flow_hidden: hidden widths of each coupler.
     flow_seed: seeds the permutations.
+    encoder_variance: the encoder's variance head (`vae.GaussianEncoder`):
+      "softplus", no floor (eq. 3), or "hardtanh", paper 3's clip, which
+      runs before commit 484a464 were trained with (`config.glf.
+      encoder_variance`, recorded by `nbflows.parametrisations`).
   """
   event_shape: Tuple[int, ...]
   latent_dim: int = 20
@@ -74,14 +78,15 @@ class LatentFlowAutoEncoder(nn.Module):
   flow_blocks: int = 4
   flow_hidden: Sequence[int] = (64, 64)
   flow_seed: int = 0
+  encoder_variance: str = "softplus"
 
   def setup(self):
     if self.latent_dim < 2:
       raise ValueError(f"latent_dim={self.latent_dim}; the coupling flow "
                        "needs at least 2 latent dimensions")
-    # No variance floor (eq. 3): "softplus", not paper 3's hardtanh.
     self.encoder = vae.GaussianEncoder(self.latent_dim, self.hidden,
-                                       self.activation, variance="softplus")
+                                       self.activation,
+                                       variance=self.encoder_variance)
     self.decoder = vae.Decoder(tuple(self.event_shape), self.hidden,
                                self.activation)
     self.flow = LatentFlow(self.flow_blocks, self.flow_hidden, self.flow_seed)
@@ -286,12 +291,17 @@ class GLFModel(base.TrainableModel):
 
 
 def _build(config: Any, objective: str) -> GLFModel:
+  if config.glf.encoder_variance not in vae.POSTERIOR_VARIANCES:
+    raise ValueError(f"config.glf.encoder_variance="
+                     f"{config.glf.encoder_variance!r}; expected one of "
+                     f"{vae.POSTERIOR_VARIANCES}")
   info = sources.dataset_info(config.dataset)
   module = LatentFlowAutoEncoder(
       event_shape=tuple(info.event_shape), latent_dim=config.glf.latent_dim,
       hidden=tuple(config.glf.hidden), activation=config.glf.activation,
       flow_blocks=config.glf.flow_blocks,
-      flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed)
+      flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed,
+      encoder_variance=config.glf.encoder_variance)
   return GLFModel(module, info.num_levels, objective, config.glf.beta,
                   name=config.model)
 
