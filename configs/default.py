@@ -90,7 +90,7 @@ def get_config(arg=None):
   config.eval.marginal_neighbourhoods = 100  # M of App. B.3
   config.eval.exact_marginal = False  # eq. 4 over all N neighbourhoods (NCT)
   # e.g. "bpd,marginal_bpd,fd,prd" (names: train.evaluation.
-  # requested_metrics.METRICS); "" = the model's default_metrics
+  # metric_names.METRICS); "" = the model's default_metrics
   config.eval.metrics = ""
   config.eval.num_samples = 2000        # samples for "fd" and "prd"
   config.eval.feature_net_steps = 2000  # the offline classifier's training

@@ -41,6 +41,9 @@ def get_config(arg=None):
     config.glf.flow_hidden = (64, 64)     # + output layer = 3 dense, k = 64
     config.glf.objective = "stop_gradient"  # eq. 5; "regularised" is eq. 4
     config.glf.beta = 1.0                 # eq. 3 and 4 only
+    # Lambda(x) = softplus + 1e-8, no floor (eq. 3); "hardtanh" is paper 3's
+    # clip, which runs before commit 484a464 had (nbflows.parametrisations).
+    config.glf.encoder_variance = "softplus"
     if arg == "quick":
       config.batch_size = 16
       config.glf.hidden = (32, 32)

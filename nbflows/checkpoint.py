@@ -42,15 +42,16 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from nbflows import parametrisations
 from nbflows import workdir_errors
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = parametrisations.CONFIG_FILE
 LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
 PARAMS_ITEM = "params"
 STEP_ITEM = "step"
 OLD_STATE_ITEM = "state"   # the whole TrainState, before this layout
-CONVERT_COMMAND = "python -m train.convert_checkpoint"
+CONVERT_COMMAND = parametrisations.CONVERT_COMMAND
 PyTree = Any
 
 
@@ -88,6 +89,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     FileNotFoundError: if `workdir` holds no config.json.
     UnreadableConfigError: if it is not valid JSON (truncated or damaged);
       the message names the file and how to write it again.
+    parametrisations.OutdatedConfigError: if it was written before a
+      parametrisation change its model records (`nbflows.parametrisations`).
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -104,6 +107,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         "from the run's config: `python -m train.main --config <the run's "
         f"config> --workdir {workdir}` rewrites it (and resumes the run), as "
         "does nbflows.checkpoint.save_config(config, workdir)") from e
+  parametrisations.check_recorded(values, path)
   config = ml_collections.ConfigDict(values)
   config.lock()
   return config

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from nbflows import parametrisations
 from nbflows.models import protocols
 from nbflows.neighbours import index as index_lib
 
@@ -80,6 +81,9 @@ def load_checkpoint(workdir: str,
       parameters and config fields), or before the layout of
       `nbflows.checkpoint` (the message names the command that converts it).
     nbflows.checkpoint.UnreadableConfigError: for a damaged config.json.
+    nbflows.parametrisations.OutdatedConfigError: for a config.json written
+      before a parametrisation change of its model; ValueError if `config`
+      records another parametrisation than the saved one.
     nbflows.checkpoint_fallback.UnreadableCheckpointError: if no checkpoint
       can be read (the message lists them with the reasons).
   """
@@ -114,6 +118,7 @@ def load_checkpoint_with_step(
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   config_diff = checkpoint_format.config_differences(saved.to_dict(),
                                                      config.to_dict())
+  parametrisations.check_same(saved.to_dict(), config.to_dict(), workdir)
 
   fitted = protocols.offers(model, protocols.Fitted)
   if not fitted:

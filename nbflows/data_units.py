@@ -12,17 +12,48 @@ rule through `to_data_units`, to x and to neighbours alike:
     passes a key, to k + u with u ~ U[0, 1) (`uniform_dequantise`, as the
     training pipeline does); levels outside {0, ..., L - 1} are an error;
   * float arrays must already be in data units: values outside [0, L) are
-    an error, and so is a float batch of L > 2 level data whose maximum is
-    <= 1, which is what images rescaled to [0, 1] look like (every value
-    of a genuine batch would have to be at level 0: pass such images as
-    integers); the error names the argument (x, neighbours, images), the
-    range seen and the units expected;
+    an error, and so is a float batch of L > 2 level data that looks
+    rescaled to [0, 1] (`looks_rescaled`, below); the error names the
+    argument (x, neighbours, images), the range seen and the units
+    expected;
   * continuous data (L None) is only checked to be finite (integers are
     cast to float32, not shifted).
 
 The dequantised training batches of `nbflows.data.pipeline` lie in [0, L)
 and pass; the jitted train step calls the traceable losses, which check
 nothing.
+
+Rescaled or blank. A float batch whose maximum is <= 1 is either images
+rescaled to [0, 1] or, in data units, a batch with every value at level 0:
+blank (all-background) images. `looks_rescaled` tells them apart where the
+values allow it. Such a batch (L > 2) is accepted as data units when
+
+  * every value is 0.5: blank images at their bin centres; or
+  * its values lie on no grid of rescaled levels and are not crowded at 0,
+    as L-level data dequantised with u ~ U[0, 1) at level 0 are not;
+
+and rejected as rescaled when
+
+  * every value is k / s or (k + 1/2) / s for integers k, one s in
+    {L - 1, L} (to 1e-3 of a grid step): levels divided by L - 1 (e.g.
+    uint8 / 255, digits / 16) or by L (/ 256), at their bin centres or not,
+    blank ones (all 0.0) included; or
+  * for L >= 16, more than a quarter of its values lie below 1 / (L - 1):
+    rescaled images dequantised first, (k + u) / L, whose background sits
+    in [0, 1 / L); blank images in data units put a fraction 1 / (L - 1)
+    <= 1/15 of their values there.
+
+What remains ambiguous: a batch in data units at chosen points on such a
+grid (every value 0.25 for L = 17) is read as rescaled, and a rescaled
+uniform grey image at 0.5 as blank; dequantised blank images of fewer
+than about 64 values can crowd below 1 / (L - 1) by chance (at L = 17:
+2 % for 4 values, 0.2 % for 16, 3e-7 for 64), and rescaled, dequantised
+images of L < 16 levels or with little background pass (images of
+uniform noise levels, (k + u) / L, are uniform on [0, 1): exactly what
+blank images in data units are). Integer levels
+are never ambiguous: pass images as integers when in doubt. The check
+costs a few passes over the batch only when its maximum is <= 1 (the
+checkify version always runs them).
 
 Value checks read the values, so they run on the host when the input is
 concrete (a NumPy or committed JAX array). Under the caller's `jax.jit` the
@@ -48,13 +79,15 @@ Example:
   >>> import numpy as np
   >>> to_data_units(np.array([[0, 16]], np.uint8), 17, "x").tolist()
   [[0.5, 16.5]]
-  >>> to_data_units(np.array([[0.2, 0.9]]), 256, "x")
+  >>> to_data_units(np.array([[0.0, 51.0, 255.0]]) / 255, 256, "x")
   Traceback (most recent call last):
   ...
-  ValueError: x is a float batch in [0.2, 0.9], which looks like images \
+  ValueError: x is a float batch in [0.0, 1.0], which looks like images \
 rescaled to [0, 1]; expected data units of a 256-level dataset: floats in \
 [0, 256) (level + dequantisation noise), or the integer levels (e.g. uint8), \
 which are dequantised at their bin centres
+  >>> to_data_units(np.array([[0.5, 0.5]]), 256, "x").tolist()   # blank
+  [[0.5, 0.5]]
 """
 from __future__ import annotations
 
@@ -68,6 +101,11 @@ from jax.experimental import checkify
 from nbflows.bijectors import preprocessing
 
 Array = jax.Array
+# `looks_rescaled`: how near a grid of rescaled levels a value must be (in
+# grid steps: float32 rounding of k / 256 is ~1e-5 of a step), and the
+# fraction of values below 1 / (L - 1) that reads as rescaled background.
+GRID_TOLERANCE = 1e-3
+CROWDED_FRACTION = 0.25
 
 
 def expected_units(num_levels: int) -> str:
@@ -113,10 +151,45 @@ def check(values, num_levels: Optional[int], name: str) -> None:
     raise ValueError(f"{name} holds {outside} values outside [0, "
                      f"{num_levels}) (min {low}, max {high}); "
                      f"{expected_units(num_levels)}")
-  if num_levels > 2 and high <= 1:    # every value at level 0: rescaled
+  if high <= 1 and looks_rescaled(values, num_levels):
     raise ValueError(f"{name} is a float batch in [{low}, {high}], which "
                      "looks like images rescaled to [0, 1]; "
                      f"{expected_units(num_levels)}")
+
+
+def looks_rescaled(values, num_levels: int, xp=np):
+  """Whether a float batch in [0, 1] reads as images rescaled to [0, 1].
+
+  The module doc's rule: False for L <= 2 and for blank images in data
+  units (all 0.5, or dequantised at level 0); True for values on a grid
+  k / s or (k + 1/2) / s, s in {L - 1, L}, and (L >= 16) for more than a
+  quarter of the values below 1 / (L - 1). Only meaningful where max <= 1.
+
+  Args:
+    values: the float batch (NumPy, or JAX with ``xp=jnp`` under jit).
+    num_levels: L.
+    xp: `np` or `jnp`.
+
+  Returns:
+    A boolean (a traced one with ``xp=jnp``).
+
+  Example:
+    >>> bool(looks_rescaled(np.array([0.0, 3 / 16, 1.0]), 17))   # / 16
+    True
+    >>> bool(looks_rescaled(np.full(4, 0.5), 17))   # blank, bin centres
+    False
+  """
+  if num_levels <= 2:
+    return False
+  on_grid = False
+  for scale in (num_levels - 1, num_levels):
+    for offset in (0.0, 0.5):
+      steps = values * scale - offset
+      on_grid = on_grid | xp.all(
+          xp.abs(steps - xp.round(steps)) <= GRID_TOLERANCE)
+  crowded = num_levels >= 16 and (
+      xp.mean(values < 1 / (num_levels - 1)) > CROWDED_FRACTION)
+  return ~xp.all(values == 0.5) & (on_grid | crowded)
 
 
 def _staged_check(values: Array, num_levels: Optional[int], name: str) -> None:
@@ -133,7 +206,7 @@ def _staged_check(values: Array, num_levels: Optional[int], name: str) -> None:
                  f"{num_levels}); {expected_units(num_levels)}",
                  low=low, high=high)
   if jnp.issubdtype(values.dtype, jnp.floating) and num_levels > 2:
-    checkify.check(high > 1,
+    checkify.check((high > 1) | ~looks_rescaled(values, num_levels, jnp),
                    f"{name} is a float batch in [{{low}}, {{high}}], which "
                    "looks like images rescaled to [0, 1]; "
                    f"{expected_units(num_levels)}", low=low, high=high)

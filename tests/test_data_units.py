@@ -8,6 +8,7 @@ neighbours in the wrong units give NaN, as they do in NCL).
 from __future__ import annotations
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -275,3 +276,74 @@ def test_float64_is_computed_in_float64_with_x64_on():
   # In float32 (x64 off) the same points are only good to float32 rounding.
   error32 = np.abs(np.asarray(model.log_prob(params, x)) - expected)
   assert np.all(error32 < 1e-3 * np.abs(expected)) and np.max(error32) > 1e-9
+
+
+def test_sample_and_log_prob_is_in_float64_like_log_prob_with_x64_on():
+  model, params = unconditional()
+  key = jax.random.key(9)
+  with jax.enable_x64(True):
+    samples, log_p = model.sample_and_log_prob(params, key, 3, 0.7)
+    expected = model.log_prob(params, samples)
+  assert samples.dtype == log_p.dtype == np.float64
+  # log_prob's float64 params (`params_like`), not float32 ones: the two
+  # differ by float32 rounding, ~1e-7 relative.
+  np.testing.assert_allclose(log_p, expected, rtol=1e-13)
+  np.testing.assert_allclose(log_p, _log_prob_by_hand(params,
+                                                      np.asarray(samples)),
+                             rtol=1e-12)
+
+
+# ------------------------------------------------- blank or rescaled
+@functools.cache
+def _digits():
+  """16 of sklearn's 8x8 digits, levels 0..16 (L = 17), [16, 8, 8, 1]."""
+  from sklearn import datasets
+  return datasets.load_digits().images[:16, :, :, None].astype(np.float32)
+
+
+@functools.cache
+def _staged_units(levels):
+  return checkify.checkify(jax.jit(lambda v: data_units.to_data_units(
+      v, levels, "x", validate=True)))
+
+
+BLANK = np.zeros((16, 8, 8, 1), np.uint8)
+UNIFORM = np.random.default_rng(0).random((16, 8, 8, 1), np.float32)
+
+
+BATCHES = [
+    ("blank at bin centres", BLANK + np.float32(0.5), 17, False),
+    ("blank dequantised", BLANK + UNIFORM, 17, False),
+    ("blank dequantised, 256 levels", BLANK + UNIFORM, 256, False),
+    ("digits / 16", lambda: _digits() / 16, 17, True),
+    ("digits / 17 at bin centres", lambda: (_digits() + 0.5) / 17, 17, True),
+    ("digits dequantised / 17", lambda: (_digits() + UNIFORM) / 17, 17, True),
+    ("digits / 255 of 256 levels", lambda: _digits() / 255, 256, True),
+    ("blank / 16", BLANK / np.float32(16), 17, True),
+]
+
+
+@pytest.mark.parametrize("name, values, levels, rescaled", BATCHES,
+                         ids=[batch[0] for batch in BATCHES])
+def test_blank_batches_in_data_units_pass_rescaled_digits_do_not(
+    name, values, levels, rescaled):
+  values = values() if callable(values) else values
+  assert values.max() <= 1, name
+  match = r"x is a float batch in .* looks like images rescaled to \[0, 1\]"
+  error, _ = _staged_units(levels)(values)
+  if rescaled:
+    with pytest.raises(ValueError, match=match):
+      data_units.check(values, levels, "x")
+    assert re.search(match, error.get())
+  else:
+    data_units.check(values, levels, "x")
+    assert error.get() is None
+
+
+def test_a_model_scores_blank_images_in_data_units():
+  model, params = unconditional()
+  blank = np.zeros((4, *EVENT), np.uint8)
+  centres = model.log_prob(params, blank + np.float32(0.5))
+  np.testing.assert_array_equal(centres, model.log_prob(params, blank))
+  noisy = data_units.to_data_units(blank, 256, "x", key=jax.random.key(3))
+  assert np.all(np.isfinite(model.log_prob(params, noisy)))

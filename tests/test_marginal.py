@@ -157,9 +157,12 @@ def test_invalid_requests_raise():
       marginal.marginal_log_prob(model, params, levels, conditions),
       marginal.marginal_log_prob(model, params, levels + np.float32(0.5),
                                  conditions))
+  # (Not x / 17: uniform noise levels rescaled after dequantisation are
+  # uniform on [0, 1), which is also what blank images in data units are.)
   with pytest.raises(ValueError, match=r"x is a float batch .* rescaled to "
                      r"\[0, 1\]"):
-    marginal.marginal_log_prob(model, params, x / 17, conditions)
+    marginal.marginal_log_prob(model, params, levels / np.float32(16),
+                               conditions)
   with pytest.raises(ValueError, match=r"conditions.images holds \d+ values "
                      r"outside \[0, 17\)"):
     marginal.marginal_log_prob(model, params, x, marginal.Neighbourhoods(

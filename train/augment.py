@@ -4,13 +4,13 @@
 
 where DIR is a finished `python -m train.main` run of an Exemplar VAE config
 (e.g. configs/evae_digits.py). The command line of
-`train.experiments.augment.augment`, which writes DIR/augment.json.
+`train.experiments.augment.augment`, which writes DIR/augment.json. JAX
+loads only once the flags parse, so --help is quick.
 """
 from absl import flags
 
 from train import cli
 from train import runtime
-from train.experiments import augment
 
 
 def define_flags() -> None:
@@ -27,6 +27,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
+  from train.experiments import augment  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   with runtime.entry_point(f):
     augment.augment(f.workdir, f.weight, f.steps, f.compare,

@@ -4,7 +4,8 @@ r"""Trains the VAE + flow prior at several beta; prints Fig. 3b's table.
       --data digits --betas 1,10,100,400,4000,19200
 
 The command line of `train.experiments.beta_sweep`, which says what the
-table holds; writes ``<workdir_root>/beta_sweep.json``.
+table holds; writes ``<workdir_root>/beta_sweep.json``. JAX and the
+trainer load only once the flags parse, so --help is quick.
 """
 import json
 import os
@@ -14,16 +15,16 @@ from absl import flags
 
 from train import cli
 from train import runtime
-from train.experiments import beta_sweep
+from train.experiments import defaults
 
 
 def define_flags() -> None:
   """The command line's flags (defined only when run as a program)."""
   flags.DEFINE_enum("data", "digits", ["digits", "mnist5k"], "Trains "
                     "configs/vae_flowprior_<data>.py.")
-  flags.DEFINE_list("betas", [f"{b:g}" for b in beta_sweep.BETAS],
+  flags.DEFINE_list("betas", [f"{b:g}" for b in defaults.BETAS],
                     "The reconstruction weights beta of eq. 3.")
-  flags.DEFINE_integer("num_train_steps", beta_sweep.NUM_TRAIN_STEPS,
+  flags.DEFINE_integer("num_train_steps", defaults.BETA_SWEEP_STEPS,
                        "Steps per beta (the default was chosen on digits' "
                        "validation loss).")
   flags.DEFINE_multi_string("set", [], "Another override field=value for "
@@ -35,6 +36,7 @@ def define_flags() -> None:
 
 
 def main(argv):
+  from train.experiments import beta_sweep  # pylint: disable=g-import-not-at-top
   args = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")

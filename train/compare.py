@@ -5,7 +5,8 @@ r"""Trains several configs under the same settings and prints one table.
       --set num_train_steps=1500
 
 The command line of `train.experiments.compare`, which says what the table
-holds; writes ``<workdir_root>/compare.json``.
+holds; writes ``<workdir_root>/compare.json``. JAX and the trainer load
+only once the flags parse, so --help is quick.
 """
 import json
 import os
@@ -15,7 +16,7 @@ from absl import flags
 
 from train import cli
 from train import runtime
-from train.experiments import compare
+from train.experiments import defaults
 
 
 def define_flags() -> None:
@@ -30,7 +31,7 @@ def define_flags() -> None:
   flags.DEFINE_bool("exact_marginal", False, "Sum eq. 4 over every training "
                     "neighbourhood for every model (NCT: N conditional "
                     "passes per test point) instead of sampling M of them.")
-  flags.DEFINE_string("metrics", compare.COMPARE_METRICS, "Test metrics of "
+  flags.DEFINE_string("metrics", defaults.COMPARE_METRICS, "Test metrics of "
                       "every run (train.evaluate's names); 'iwae' for VAEs, "
                       "whose table then shows the test IWAE bound; "
                       "'bpd,log_likelihood' for 2-D and context flows, the "
@@ -42,6 +43,7 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from train.experiments import compare  # pylint: disable=g-import-not-at-top
   args = flags.FLAGS
   with runtime.entry_point(args):
     rows = compare.compare(args.configs, args.set, args.workdir_root,

@@ -4,15 +4,15 @@ r"""Evaluates the best checkpoint of a finished run: writes eval.json.
       --metrics bpd,marginal_bpd,fd,prd
 
 The command line of `train.evaluation.evaluate.evaluate`, which says what
-eval.json holds.
+eval.json holds. JAX and the evaluation load only once the flags parse, so
+--help is quick.
 """
 from absl import flags
 from ml_collections import config_flags
 
 from train import cli
 from train import runtime
-from train.evaluation import evaluate
-from train.evaluation import requested_metrics
+from train.evaluation import metric_names
 
 
 def define_flags() -> None:
@@ -22,7 +22,7 @@ def define_flags() -> None:
       lock_config=True)
   flags.DEFINE_string("workdir", None, "The training run's directory.")
   flags.DEFINE_list("metrics", None, "Metrics to evaluate, from "
-                    f"{', '.join(requested_metrics.METRICS)} (default: "
+                    f"{', '.join(metric_names.METRICS)} (default: "
                     "config.eval.metrics, "
                     "else the model family's default).")
   flags.DEFINE_bool("rebuild_index", False, "Build the neighbour indices "
@@ -33,6 +33,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
+  from train.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   with runtime.entry_point(flags.FLAGS):
     evaluate.evaluate(flags.FLAGS.config, flags.FLAGS.workdir,
                       flags.FLAGS.metrics, flags.FLAGS.rebuild_index)

@@ -7,6 +7,7 @@ r"""One-class novelty detection (paper 1, Sec. 3.2, Table 4), one command.
 
 The command line of `train.experiments.novelty` (`run_novelty` for one
 config, `run_side_by_side` for several), which says what novelty.json holds.
+JAX and the experiments load only once the flags parse, so --help is quick.
 """
 import os
 
@@ -16,9 +17,6 @@ from ml_collections import config_flags
 
 from train import cli
 from train import runtime
-from train.experiments import compare
-from train.experiments import novelty
-from train.experiments import report
 
 
 def define_flags() -> None:
@@ -50,6 +48,11 @@ def main(argv):
 
 def _table(config, specs) -> str:
   """Runs `--config` (or `--configs`) and formats its table."""
+  # pylint: disable=g-import-not-at-top
+  from train.experiments import compare
+  from train.experiments import novelty
+  from train.experiments import report
+  # pylint: enable=g-import-not-at-top
   if config is not None:
     return novelty.format_table(novelty.run_novelty(
         config, flags.FLAGS.workdir, flags.FLAGS.classes))

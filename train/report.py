@@ -5,6 +5,7 @@ r"""The README's results: paper 1's models on the offline data, one command.
 
 The command line of `train.experiments.report`, which says what each table
 holds; writes report.md, report.json and report.png to --workdir_root.
+JAX and the trainer load only once the flags parse, so --help is quick.
 """
 import sys
 
@@ -13,7 +14,7 @@ from absl import flags
 
 from train import cli
 from train import runtime
-from train.experiments import report
+from train.experiments import defaults
 
 
 def define_flags() -> None:
@@ -23,8 +24,8 @@ def define_flags() -> None:
                       "<workdir_root>.")
   flags.DEFINE_list("datasets", ["digits", "mnist5k"], "Datasets, e.g. "
                     "digits,mnist5k.")
-  flags.DEFINE_list("rows", list(report.ROWS),
-                    f"Rows, from {', '.join(report.ROWS)}.")
+  flags.DEFINE_list("rows", list(defaults.REPORT_ROWS),
+                    f"Rows, from {', '.join(defaults.REPORT_ROWS)}.")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "config.seed of each row's "
                     "runs; cells are mean +- sd over them. Empty: one run "
                     "per row with the config's seed, in <dataset>/<row>.")
@@ -42,6 +43,7 @@ def define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from train.experiments import report  # pylint: disable=g-import-not-at-top
   args = flags.FLAGS
   seeds = [int(seed) for seed in args.seeds] or None
   with runtime.entry_point(args):

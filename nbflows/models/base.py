@@ -319,7 +319,9 @@ class DensityModel(TrainableModel):
     """`sample`, then `log_prob` of its samples under the same condition.
 
     Args and units as in `sample`. One check of the condition, no second
-    pass through the units rule.
+    pass through the units rule. The log-density is computed as `log_prob`
+    computes it (`params_like`: in float64 when ``jax_enable_x64`` makes
+    the samples float64), so it equals ``log_prob(params, samples, cond)``.
 
     Returns:
       (samples [n, *event] in data units (clipped as `sample`'s), their
@@ -328,7 +330,8 @@ class DensityModel(TrainableModel):
     num, cond = self._sample_condition(n_or_cond, validate)
     samples = self._draw(params, key, num, cond,
                          checked_temperature(temperature))
-    return samples, self._log_prob(params, samples, cond)
+    return samples, self._log_prob(params_like(params, samples), samples,
+                                   cond)
 
   def as_distribution(self, params: Params, cond: Optional[Array] = None
                       ) -> "model_distribution.ModelDistribution":
@@ -410,14 +413,20 @@ def params_like(params: Params, x: Array) -> Params:
       if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, params)
 
 
-def checked_temperature(temperature: Union[float, Array]) -> Array:
+def checked_temperature(temperature: Union[float, Array],
+                        name: str = "temperature") -> Array:
   """T as a float32 array, checked >= 0 when concrete (traced T passes).
 
+  Every sampler takes its temperature (and the NIF flow its noise scale s,
+  `name`) through here, so each can be traced under the caller's `jax.jit`:
+  a traced value meets no Python branch and goes into the jitted sampler as
+  an array argument, as a concrete one does.
+
   Raises:
-    ValueError: for a concrete negative or NaN temperature.
+    ValueError: for a concrete negative or NaN value, naming `name`.
   """
   if not isinstance(temperature, jax.core.Tracer) and not temperature >= 0:
-    raise ValueError(f"temperature={temperature}; expected >= 0")
+    raise ValueError(f"{name}={temperature}; expected >= 0")
   return jnp.asarray(temperature, jnp.float32)
 
 

@@ -53,7 +53,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +62,7 @@ import numpy as np
 from nbflows.data import sources
 from nbflows.distributions import exemplar_prior
 from nbflows.distributions import priors
+from nbflows.models import base
 from nbflows.models import vae
 from nbflows.objectives import elbo
 
@@ -292,8 +293,8 @@ class ExemplarVAEModel(vae.VAEModel):
 
   # --------------------------------------------------------------- sampling
   def sample_like(self, params: Params, key: Array, exemplars: Array,
-                  num_per_exemplar: int = 1, temperature: float = 1.0
-                  ) -> Array:
+                  num_per_exemplar: int = 1,
+                  temperature: Union[float, Array] = 1.0) -> Array:
     """"More like this": samples generated from given exemplars (Fig. 3).
 
     Each exemplar is encoded to mu(x'), z ~ N(mu(x'), T^2 sigma^2 I) and
@@ -306,7 +307,8 @@ class ExemplarVAEModel(vae.VAEModel):
       exemplars: [B, *event] images in data units (any images, e.g. test
         images or earlier samples).
       num_per_exemplar: samples drawn from each exemplar.
-      temperature: scales sigma.
+      temperature: T >= 0, scales sigma (T = 0 decodes mu(x')); may be
+        traced under the caller's jit (`base.checked_temperature`).
 
     Returns:
       [B, num_per_exemplar, *event] decoder means in data units.
@@ -315,7 +317,7 @@ class ExemplarVAEModel(vae.VAEModel):
     if num_per_exemplar < 1:
       raise ValueError(f"num_per_exemplar={num_per_exemplar}; expected >= 1")
     return self._sample_like_jit(params, key, exemplars, num_per_exemplar,
-                                 float(temperature))
+                                 base.checked_temperature(temperature))
 
   def _sample_like(self, params: Params, key: Array, exemplars: Array,
                    num_per_exemplar: int, temperature: Array) -> Array:
@@ -329,7 +331,8 @@ class ExemplarVAEModel(vae.VAEModel):
     return jax.jit(self._sample_like, static_argnums=(3,))
 
   def cyclic_samples(self, params: Params, key: Array, start: Array,
-                     num_steps: int, temperature: float = 1.0) -> Array:
+                     num_steps: int,
+                     temperature: Union[float, Array] = 1.0) -> Array:
     """Cyclic generation (App. B): each sample is the next step's exemplar.
 
     Args:
@@ -338,7 +341,7 @@ class ExemplarVAEModel(vae.VAEModel):
       start: [B, *event] first exemplars in data units (training images, or
         noise, as in Fig. 6 and 7).
       num_steps: the number of generations.
-      temperature: scales sigma.
+      temperature: T >= 0, scales sigma, as in `sample_like`.
 
     Returns:
       [num_steps, B, *event] samples in data units, one row per generation.
@@ -347,7 +350,8 @@ class ExemplarVAEModel(vae.VAEModel):
       raise ValueError(f"num_steps={num_steps}; expected >= 1")
     self.check_x(start, "start")
 
-    return self._cyclic_jit(params, key, start, num_steps, float(temperature))
+    return self._cyclic_jit(params, key, start, num_steps,
+                            base.checked_temperature(temperature))
 
   @functools.cached_property
   def _cyclic_jit(self):

@@ -40,7 +40,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -72,6 +72,10 @@ class LatentFlowAutoEncoder(nn.Module):
     architecture: "mlp", or "conv" for paper 5's convolutional encoder and
       decoder (App. A; `nbflows.models.conv_autoencoder`).
     conv_features: the convolutions' channels, for "conv".
+    encoder_variance: the encoder's variance head (`vae.GaussianEncoder`):
+      "softplus", no floor (eq. 3), or "hardtanh", paper 3's clip, which
+      runs before commit 484a464 were trained with (`config.glf.
+      encoder_variance`, recorded by `nbflows.parametrisations`).
   """
   event_shape: Tuple[int, ...]
   latent_dim: int = 20
@@ -82,15 +86,16 @@ class LatentFlowAutoEncoder(nn.Module):
   flow_seed: int = 0
   architecture: str = "mlp"
   conv_features: Sequence[int] = (64, 128)
+  encoder_variance: str = "softplus"
 
   def setup(self):
     if self.latent_dim < 2:
       raise ValueError(f"latent_dim={self.latent_dim}; the coupling flow "
                        "needs at least 2 latent dimensions")
-    # No variance floor (eq. 3): "softplus", not paper 3's hardtanh.
     self.encoder = vae.GaussianEncoder(
-        self.latent_dim, self.hidden, self.activation, variance="softplus",
-        architecture=self.architecture, conv_features=self.conv_features)
+        self.latent_dim, self.hidden, self.activation,
+        variance=self.encoder_variance, architecture=self.architecture,
+        conv_features=self.conv_features)
     self.decoder = vae.Decoder(tuple(self.event_shape), self.hidden,
                                self.activation, self.architecture,
                                self.conv_features)
@@ -244,14 +249,17 @@ class GLFModel(base.TrainableModel):
 
   # --------------------------------------------------------------- sampling
   def sample(self, params: Params, key: Array, n_or_cond: Any,
-             temperature: float = 1.0) -> Array:
-    """x = G(f^-1(e)), e ~ N(0, T^2 I); [n, *event] in data units."""
+             temperature: Union[float, Array] = 1.0) -> Array:
+    """x = G(f^-1(e)), e ~ N(0, T^2 I); [n, *event] in data units.
+
+    T = 0 decodes f^-1(0), the image of the flow prior's mode; T may be
+    traced under the caller's jit (`base.checked_temperature`).
+    """
     if not isinstance(n_or_cond, int) or n_or_cond < 1:
       raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
                        "unconditional and expects a number of samples >= 1")
-    if not temperature >= 0:
-      raise ValueError(f"temperature={temperature}; expected >= 0")
-    return self._sample_jit(params, key, n_or_cond, float(temperature))
+    return self._sample_jit(params, key, n_or_cond,
+                            base.checked_temperature(temperature))
 
   @functools.cached_property
   def _sample_jit(self):
@@ -295,6 +303,10 @@ class GLFModel(base.TrainableModel):
 
 
 def _build(config: Any, objective: str) -> GLFModel:
+  if config.glf.encoder_variance not in vae.POSTERIOR_VARIANCES:
+    raise ValueError(f"config.glf.encoder_variance="
+                     f"{config.glf.encoder_variance!r}; expected one of "
+                     f"{vae.POSTERIOR_VARIANCES}")
   info = sources.dataset_info(config.dataset)
   architecture, conv_features = vae.network_architecture(
       config.glf, info.event_shape, "config.glf")
@@ -303,7 +315,8 @@ def _build(config: Any, objective: str) -> GLFModel:
       hidden=tuple(config.glf.hidden), activation=config.glf.activation,
       flow_blocks=config.glf.flow_blocks,
       flow_hidden=tuple(config.glf.flow_hidden), flow_seed=config.seed,
-      architecture=architecture, conv_features=conv_features)
+      architecture=architecture, conv_features=conv_features,
+      encoder_variance=config.glf.encoder_variance)
   return GLFModel(module, info.num_levels, objective, config.glf.beta,
                   name=config.model)
 

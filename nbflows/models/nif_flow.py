@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import jax
 import ml_collections
@@ -88,29 +88,29 @@ class NIFModel(base.BijectiveModel):
   scale at sampling (`protocols.NoiseScaleSampler`) and its low-dimensional
   embedding."""
 
-  def sample(self, params: Params, key: Array, n_or_cond, temperature: float
-             = 1.0, noise_scale: float = 1.0) -> Array:
+  def sample(self, params: Params, key: Array, n_or_cond,
+             temperature: Union[float, Array] = 1.0,
+             noise_scale: Union[float, Array] = 1.0) -> Array:
     """[n, *event] samples in data units.
 
     Args:
       params: model parameters.
       key: a PRNG key.
       n_or_cond: the number of samples (the model is unconditional).
-      temperature: T, scales the standard deviation of the NIF latent.
+      temperature: T >= 0, scales the standard deviation of the NIF latent.
       noise_scale: s >= 0, scales Sigma; 0 samples the learned manifold.
+        T = s = 0 gives f^-1(b), the image of the prior's mean. Either may
+        be traced under the caller's jit (`base.checked_temperature`).
 
     Raises:
-      ValueError: for a count below 1 or a negative T or s.
+      ValueError: for a count below 1 or a concrete negative T or s.
     """
     if not isinstance(n_or_cond, int) or n_or_cond < 1:
       raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
                        "unconditional and expects a number of samples >= 1")
-    for name, value in (("temperature", temperature),
-                        ("noise_scale", noise_scale)):
-      if not value >= 0:
-        raise ValueError(f"{name}={value}; expected >= 0")
-    return self._sample_with_noise(params, key, n_or_cond, float(temperature),
-                                   float(noise_scale))
+    return self._sample_with_noise(
+        params, key, n_or_cond, base.checked_temperature(temperature),
+        base.checked_temperature(noise_scale, "noise_scale"))
 
   def samples_by_noise_scale(self, params: Params, key: Array,
                              num_per_row: int,

@@ -58,7 +58,7 @@ class Trainable(Protocol):
   Units and shapes as in `nbflows.models.base`. `selection_metric` names
   the per-example eval metric (lower is better) that picks the best
   checkpoint; `default_metrics(images)` the eval.json metrics
-  (`train.evaluation.requested_metrics.METRICS`) the model reports when
+  (`train.evaluation.metric_names.METRICS`) the model reports when
   none are asked for, `images` saying whether the data are discrete images.
   """
   name: str

@@ -540,21 +540,26 @@ class VAEModel(base.TrainableModel):
 
   # --------------------------------------------------------------- sampling
   def sample(self, params: Params, key: Array, n_or_cond: Any,
-             temperature: float = 1.0) -> Array:
+             temperature: Union[float, Array] = 1.0) -> Array:
     """Decoder means, in data units, of z drawn from the prior.
 
     Args:
       params: model parameters.
       key: a PRNG key.
       n_or_cond: the number of samples.
-      temperature: scales the prior's standard deviation (Gaussian prior;
-        for a mixture prior, each component's).
+      temperature: T >= 0, scales the prior's standard deviation (Gaussian
+        prior; for a mixture prior, each component's): T = 0 decodes the
+        prior's mean (a mixture's component means); a float or an array,
+        also a traced one (`base.checked_temperature`).
 
     Returns:
       [n, *event_shape] images in data units.
     """
-    num = self._check_sample_args(n_or_cond, temperature)
-    return self._sample_jit(params, key, num, float(temperature))
+    if not isinstance(n_or_cond, int) or n_or_cond < 1:
+      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
+                       "unconditional and expects a number of samples >= 1")
+    return self._sample_jit(params, key, n_or_cond,
+                            base.checked_temperature(temperature))
 
   @functools.cached_property
   def _sample_jit(self):
@@ -566,14 +571,6 @@ class VAEModel(base.TrainableModel):
                      temperature: float) -> Array:
     """z [num, d] from the prior."""
     return self.prior(params).sample(key, num, temperature)
-
-  def _check_sample_args(self, n_or_cond: Any, temperature: float) -> int:
-    if not isinstance(n_or_cond, int) or n_or_cond < 1:
-      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
-                       "unconditional and expects a number of samples >= 1")
-    if not temperature >= 0:
-      raise ValueError(f"temperature={temperature}; expected >= 0")
-    return n_or_cond
 
 
 def active_units(means: Array, threshold: float = 0.01) -> int:

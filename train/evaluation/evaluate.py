@@ -331,7 +331,7 @@ def write_test_report(config: ml_collections.ConfigDict, workdir: str,
     eval_step: from `make_eval_step` (built here if None); a model
       offering `protocols.TestMetrics` (LGF) is tested with its
       `test_metrics` instead.
-    metrics: names from `requested_metrics.METRICS` (see
+    metrics: names from `metric_names.METRICS` (see
       `requested_metrics.chosen_metrics` for the default).
 
   Returns:
@@ -408,7 +408,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     config: the config to evaluate with; its model must match the
       checkpoint's (else ValueError naming the mismatch).
     workdir: a training run's directory.
-    metrics: names from `requested_metrics.METRICS`, e.g.
+    metrics: names from `metric_names.METRICS`, e.g.
       "bpd,marginal_bpd,fd,prd" (default: `config.eval.metrics`, else the
       model family's `requested_metrics.default_metrics`).
     rebuild_index: build the neighbour indices again (`load_data`).

@@ -1,7 +1,7 @@
 """The metrics a test report holds beyond the test means, and their values.
 
 `train.evaluation.evaluate.write_test_report` writes eval.json with, per
-requested metric (`METRICS`):
+requested metric (`metric_names.METRICS`):
 
   * "bpd", "iwae": the model's own test_bpd / test_iwae (the VAEs add
     `iwae_samples`, S of the bound);
@@ -59,32 +59,12 @@ from nbflows.data import sources
 from nbflows.models import base as model_base
 from nbflows.models import protocols
 from train.evaluation import sample_quality
+# The names and their parsing live where --help can read them without JAX.
+from train.evaluation.metric_names import parse_metrics
 
-METRICS = ("bpd", "iwae", "log_likelihood", "marginal_bpd", "marginal_bias",
-           "fd", "prd")
 # Keys: fold_in(key(seed), salt) separates evaluation, sampling, marginal
 # and sample-quality randomness from training's (which splits key(seed)).
 EVAL_SALT, SAMPLE_SALT, MARGINAL_SALT, QUALITY_SALT = 1, 2, 3, 4
-
-
-def parse_metrics(metrics: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-  """Metric names from "a,b" or a sequence; () for an empty choice.
-
-  Example:
-    >>> parse_metrics("bpd, fd")
-    ('bpd', 'fd')
-
-  Raises:
-    ValueError: for a name outside `METRICS`, listing the valid ones.
-  """
-  if isinstance(metrics, str):
-    metrics = metrics.split(",")
-  names = tuple(name.strip() for name in metrics if name.strip())
-  unknown = [name for name in names if name not in METRICS]
-  if unknown:
-    raise ValueError(f"unknown metrics {unknown}; expected names from "
-                     f"{', '.join(METRICS)}")
-  return names
 
 
 def is_image_data(info: sources.DatasetInfo) -> bool:

@@ -36,14 +36,11 @@ from nbflows.data import sources
 from nbflows.objectives import latent_flow
 from nbflows.models import vae
 from train.experiments import compare
+from train.experiments import defaults
 from train.loop import trainer
 
-BETAS = (1.0, 10.0, 100.0, 400.0)   # Fig. 3 (b): 10, 50, 100, 400; and 1
-# On digits the validation loss is best at step 500 for beta = 400 in a
-# 1,500-step run (the 1,294 training digits are overfitted after that) and
-# at 750-1,000 for the other betas in 1,000 steps; 1,000 keeps the six-beta
-# sweep to 8 minutes on two CPU cores.
-NUM_TRAIN_STEPS = 1000
+BETAS = defaults.BETAS
+NUM_TRAIN_STEPS = defaults.BETA_SWEEP_STEPS
 COLUMNS = (("beta", "beta", "{:g}"), ("steps", "steps_trained", "{}"),
            ("best step", "checkpoint_step", "{}"),
            ("posterior variance", "posterior_variance", "{:.2e}"),

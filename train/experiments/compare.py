@@ -33,10 +33,11 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import ml_collections
 
 from nbflows import config_fields
+from train.experiments import defaults
 from train.loop import trainer
 
 PARAMETER_TOLERANCE = 0.10
-COMPARE_METRICS = "bpd,marginal_bpd"
+COMPARE_METRICS = defaults.COMPARE_METRICS
 # (header, eval.json key, format) of the columns after config, model,
 # params and steps.
 COLUMNS = (("test bpd (conditional)", "test_bpd", "{:.4f}"),

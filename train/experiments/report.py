@@ -48,10 +48,11 @@ import numpy as np
 
 from configs import paper1
 from train.experiments import compare
+from train.experiments import defaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-ROWS = ("rnvp", "ccrnvp", "ncl", "nct", "nct_kmeans", "kde")
+ROWS = defaults.REPORT_ROWS
 NAMES = {"rnvp": "RNVP", "ccrnvp": "CC-RNVP", "ncl": "NCL", "nct": "NCT",
          "nct_kmeans": "NCT (k-means)", "kde": "KDE"}
 REPORT_METRICS = "bpd,marginal_bpd,fd,prd"

@@ -43,6 +43,8 @@ def _old_manager(directory: str) -> ocp.CheckpointManager:
 def convert(workdir: str) -> List[str]:
   """Converts every old-layout step of `workdir`; returns their new paths.
 
+  A directory already in the current layout is left as it is.
+
   Raises:
     FileNotFoundError: if `workdir` has no config.json.
     ValueError: if a checkpoint directory mixes old and new layouts.
@@ -53,9 +55,12 @@ def convert(workdir: str) -> List[str]:
                                        config.num_train_steps)
   batch = checkpoint_loading.example_batch(
       model, index_lib.neighbourhood_size(config.neighbours))
+  # The batch is an argument, so traced: its zeros are for shapes, and as
+  # concrete values the units rule would refuse them (all at level 0).
   abstract = jax.eval_shape(
-      lambda key: state_lib.create_train_state(model, optimizer, key, batch),
-      jax.random.key(0))
+      lambda key, batch: state_lib.create_train_state(model, optimizer, key,
+                                                      batch),
+      jax.random.key(0), batch)
   fitted = protocols.offers(model, protocols.Fitted)
   converted = []
   for which in ("latest", "best"):
@@ -63,7 +68,7 @@ def convert(workdir: str) -> List[str]:
     old = _old_manager(directory)
     steps = [step for step in old.all_steps() if os.path.isdir(os.path.join(
         directory, str(step), checkpoint_format.OLD_STATE_ITEM))]
-    if len(steps) != len(old.all_steps()):
+    if steps and len(steps) != len(old.all_steps()):
       raise ValueError(f"{directory} holds steps {old.all_steps()}, of which "
                        f"only {steps} have the old layout; expected all")
     if not steps:

@@ -51,6 +51,7 @@ from nbflows import checkpoint as checkpoint_format
 from nbflows import checkpoint_fallback
 from nbflows import config_fields
 from nbflows import image_grid
+from nbflows import parametrisations
 from nbflows.data import pipeline
 from nbflows.data import sources
 from nbflows.models import protocols
@@ -535,6 +536,7 @@ def _restore(config, workdir, checkpointer, abstract_state):
     saved_config = {}
   config_diff = checkpoint_format.config_differences(saved_config,
                                                      config.to_dict())
+  parametrisations.check_same(saved_config, config.to_dict(), workdir)
   (state, loop), _, step = checkpoint_fallback.first_readable(
       workdir, [("latest", s) for s in checkpointer.latest_steps()],
       lambda which, step: checkpointer.restore(
