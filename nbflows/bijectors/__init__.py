@@ -14,3 +14,4 @@ from nbflows.bijectors.made import MADE, MaskedAutoregressive
 from nbflows.bijectors.combinators import Chain, Flattened, Repeat, alternating
 from nbflows.bijectors.multiscale import MultiScale, max_num_scales
 from nbflows.bijectors.permutation import Permutation
+from nbflows.bijectors.spline_coupling import RationalQuadraticSplineCoupling
