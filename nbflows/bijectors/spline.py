@@ -81,8 +81,8 @@ def rational_quadratic(params: Array, bound: float) -> distrax.Bijector:
     >>> spline = rational_quadratic(jnp.zeros((3, num_params(4))), 2.0)
     >>> x = jnp.array([-5.0, 0.3, 1.9])       # one point outside [-2, 2]
     >>> y, logdet = spline.forward_and_log_det(x)
-    >>> bool(jnp.allclose(y, x)), logdet.tolist()        # zeros: identity
-    (True, [0.0, 0.0, 0.0])
+    >>> bool(jnp.allclose(y, x)), bool(jnp.allclose(logdet, 0.0, atol=1e-6))
+    (True, True)
   """
   num_bins = (params.shape[-1] - 1) // 3
   check_settings(num_bins, bound)

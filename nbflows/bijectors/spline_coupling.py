@@ -37,9 +37,9 @@ class RationalQuadraticSplineCoupling(coupling.Coupling):
 
   Example:
     >>> import jax, jax.numpy as jnp
-    >>> layer = RationalQuadraticSplineCoupling(mask="checkerboard",
-    ...                                         num_bins=4, bound=3.0)
-    >>> x = jnp.ones((2, 4, 4, 1))
+    >>> layer = RationalQuadraticSplineCoupling(mask="half", num_bins=4,
+    ...                                         bound=3.0)
+    >>> x = jnp.ones((2, 4))
     >>> params = layer.init(jax.random.key(0), x)
     >>> y, logdet = layer.apply(params, x, method="forward")
     >>> bool(jnp.allclose(y, x)), logdet.shape    # identity at init

@@ -1,0 +1,94 @@
+"""Which elementwise map a flow's layers use: `config.flow.transformer`.
+
+A coupling layer (RealNVP, paper 1 eq. 6) and an autoregressive layer (MAF)
+each move the transformed dimensions by an elementwise bijection whose
+parameters a network computes, the "transformer": "affine" (shift and
+bounded log-scale: `coupling.AffineCoupling`, `made.MaskedAutoregressive`)
+or "spline" (a rational-quadratic spline on [-spline_bound, spline_bound]
+with `num_bins` bins, the identity outside: Durkan et al. 2019, Sec. 3,
+`spline_coupling.RationalQuadraticSplineCoupling` and
+``MaskedAutoregressive(transformer="spline")``). The builders of "rnvp",
+"rnvp_mlp" and "maf" read it from config.flow.{transformer, num_bins,
+spline_bound}.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from nbflows import config_fields
+from nbflows.bijectors import coupling
+from nbflows.bijectors import made
+from nbflows.bijectors import spline
+from nbflows.bijectors import spline_coupling
+
+TRANSFORMERS = made.TRANSFORMERS      # ("affine", "spline")
+
+
+@dataclasses.dataclass(frozen=True)
+class Transformer:
+  """The transformer of a flow's layers and its settings.
+
+  Attributes:
+    kind: "affine" or "spline".
+    num_bins: the spline's bins (spline only).
+    bound: the spline acts on [-bound, bound] (spline only).
+
+  Example:
+    >>> Transformer("spline", num_bins=4).outputs_per_channel
+    13
+    >>> Transformer("cubic")
+    Traceback (most recent call last):
+    ...
+    ValueError: transformer='cubic'; expected one of ('affine', 'spline')
+  """
+  kind: str = "affine"
+  num_bins: int = 8
+  bound: float = 3.0
+
+  def __post_init__(self):
+    if self.kind not in TRANSFORMERS:
+      raise ValueError(f"transformer={self.kind!r}; expected one of "
+                       f"{TRANSFORMERS}")
+    spline.check_settings(self.num_bins, self.bound)
+
+  @property
+  def outputs_per_channel(self) -> int:
+    """Coupler outputs per transformed channel (2 for shift and log-scale)."""
+    if self.kind == "spline":
+      return spline.num_params(self.num_bins)
+    return 2
+
+  def coupling(self, **attributes) -> coupling.Coupling:
+    """A coupling layer with this transformer (`coupling.Coupling`'s
+    attributes: mask, parity, coupler, conditional)."""
+    if self.kind == "spline":
+      return spline_coupling.RationalQuadraticSplineCoupling(
+          num_bins=self.num_bins, bound=self.bound, **attributes)
+    return coupling.AffineCoupling(**attributes)
+
+  def autoregressive(self, **attributes) -> made.MaskedAutoregressive:
+    """A MAF layer with this transformer (hidden, order, conditional, ...)."""
+    return made.MaskedAutoregressive(
+        transformer=self.kind, num_bins=self.num_bins,
+        spline_bound=self.bound, **attributes)
+
+
+AFFINE = Transformer()
+
+
+def from_config(config: ml_collections.ConfigDict) -> Transformer:
+  """config.flow.{transformer, num_bins, spline_bound} as a `Transformer`.
+
+  Raises:
+    ConfigError: (a ValueError) naming the field for an unknown transformer
+      or bad spline settings.
+  """
+  try:
+    return Transformer(config.flow.transformer, config.flow.num_bins,
+                       config.flow.spline_bound)
+  except ValueError as error:
+    raise config_fields.ConfigError(
+        f"config.flow.transformer / num_bins / spline_bound: {error}"
+    ) from None
