@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -421,3 +422,23 @@ def test_config_flow_transformer_picks_spline_layers(name, dataset):
   config.flow.transformer, config.flow.spline_bound = "spline", 0.0
   with pytest.raises(ValueError, match="spline bound=0.0"):
     nbflows.build_model(config)
+
+
+def test_a_spline_transformer_for_a_model_without_one_is_an_error():
+  config = default.get_config("quick")
+  config.model, config.flow.transformer = "nct", "spline"
+  with pytest.raises(ValueError, match="'nct' has affine layers only.*rnvp, "
+                                       "rnvp_mlp, maf"):
+    nbflows.build_model(config)
+
+
+def test_a_config_saved_before_the_transformer_fields_builds_affine_layers():
+  # A run's config.json from before config.flow.{transformer, num_bins,
+  # spline_bound} existed loads as it was trained: affine couplings.
+  config = default.get_config("quick")
+  config.model, config.dataset = "rnvp_mlp", "two_rectangles"
+  affine = _output_widths(config)
+  saved = config.to_dict()
+  for field in ("transformer", "num_bins", "spline_bound"):
+    del saved["flow"][field]
+  assert _output_widths(ml_collections.ConfigDict(saved)) == affine

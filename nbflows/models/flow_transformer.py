@@ -9,11 +9,13 @@ with `num_bins` bins, the identity outside: Durkan et al. 2019, Sec. 3,
 `spline_coupling.RationalQuadraticSplineCoupling` and
 ``MaskedAutoregressive(transformer="spline")``). The builders of "rnvp",
 "rnvp_mlp" and "maf" read it from config.flow.{transformer, num_bins,
-spline_bound}.
+spline_bound}; for any other model `check_model` makes a transformer other
+than "affine" an error rather than a setting silently ignored.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Tuple
 
 import ml_collections
 
@@ -24,6 +26,7 @@ from nbflows.bijectors import spline
 from nbflows.bijectors import spline_coupling
 
 TRANSFORMERS = made.TRANSFORMERS      # ("affine", "spline")
+MODELS = ("rnvp", "rnvp_mlp", "maf")  # the models whose builders read it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,15 @@ class Transformer:
 AFFINE = Transformer()
 
 
+def _fields(config: ml_collections.ConfigDict) -> Tuple[str, int, float]:
+  """(transformer, num_bins, spline_bound); a run saved before these fields
+  existed (its config.json) had affine layers."""
+  flow = config.flow
+  return (flow.get("transformer", AFFINE.kind),
+          flow.get("num_bins", AFFINE.num_bins),
+          flow.get("spline_bound", AFFINE.bound))
+
+
 def from_config(config: ml_collections.ConfigDict) -> Transformer:
   """config.flow.{transformer, num_bins, spline_bound} as a `Transformer`.
 
@@ -86,9 +98,19 @@ def from_config(config: ml_collections.ConfigDict) -> Transformer:
       or bad spline settings.
   """
   try:
-    return Transformer(config.flow.transformer, config.flow.num_bins,
-                       config.flow.spline_bound)
+    return Transformer(*_fields(config))
   except ValueError as error:
     raise config_fields.ConfigError(
         f"config.flow.transformer / num_bins / spline_bound: {error}"
     ) from None
+
+
+def check_model(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError if config.flow.transformer is not "affine" for a
+  model whose builder does not read it (`MODELS` do)."""
+  kind = _fields(config)[0]
+  if config.model not in MODELS and kind != "affine":
+    raise config_fields.ConfigError(
+        f"config.flow.transformer={kind!r}, but model "
+        f"{config.model!r} has affine layers only; the transformer is read "
+        f"by {', '.join(MODELS)}")
