@@ -105,6 +105,17 @@ def from_config(config: ml_collections.ConfigDict) -> Transformer:
     ) from None
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """`from_config` and `check_model`: the checks `train.loop.trainer` runs
+  before it touches a workdir.
+
+  Raises:
+    ConfigError: (a ValueError) naming the field.
+  """
+  from_config(config)
+  check_model(config)
+
+
 def check_model(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError if config.flow.transformer is not "affine" for a
   model whose builder does not read it (`MODELS` do)."""
