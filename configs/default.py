@@ -51,6 +51,14 @@ def get_config(arg=None):
   config.flow.logit_alpha = 0.05       # RealNVP's alpha for the logit transform
   config.flow.mlp_hidden = (256, 256)  # vector flows (MAF, MLP couplings)
   config.flow.num_layers = 8           # vector flows
+  # The elementwise map of the couplings (rnvp, rnvp_mlp) and MAF layers:
+  # "affine" or "spline" (rational-quadratic, Durkan et al. 2019) with
+  # num_bins bins on [-spline_bound, spline_bound], the identity outside.
+  # 3.0 covers the logit-preprocessed data, |logit| <= log((1 - alpha) /
+  # alpha) = 2.94 for logit_alpha = 0.05, and standardised vectors.
+  config.flow.transformer = "affine"
+  config.flow.num_bins = 8
+  config.flow.spline_bound = 3.0
 
   config.neighbours = ml_collections.ConfigDict()
   config.neighbours.k = 5

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
@@ -386,3 +387,58 @@ def test_count_params_by_hand():
   chain = realnvp.vector_transform(2, (8,))
   shapes = jax.eval_shape(chain.init, _init_key(), jnp.ones((1, 4)))
   assert nbflows.count_params(shapes) == 124
+
+
+def _output_widths(config) -> list[int]:
+  """Last axis of every coupler / MADE output kernel of the built model."""
+  model = nbflows.build_model(config)
+  x = jnp.ones((2, *model.event_shape))
+  shapes = jax.eval_shape(model.module.init, _init_key(), x)
+  return [leaf.shape[-1] for path, leaf in
+          jax.tree_util.tree_leaves_with_path(shapes)
+          if "output" in jax.tree_util.keystr(path) and
+          jax.tree_util.keystr(path).endswith("['kernel']")]
+
+
+@pytest.mark.parametrize("name,dataset", [
+    ("rnvp", "digits"), ("rnvp_mlp", "two_rectangles"), ("maf", "rings")])
+def test_config_flow_transformer_picks_spline_layers(name, dataset):
+  # 3 bins: 3 * 3 + 1 = 10 spline parameters per transformed dimension,
+  # where an affine layer's networks return 2 per dimension (2, 4 or 8
+  # outputs here).
+  config = default.get_config("quick")
+  config.model, config.dataset = name, dataset
+  affine = _output_widths(config)
+  assert affine and all(width % 10 for width in affine), affine
+  config.flow.transformer, config.flow.num_bins = "spline", 3
+  spline = _output_widths(config)
+  assert [width // 10 for width in spline] == [w // 2 for w in affine]
+  assert all(width % 10 == 0 for width in spline), spline
+  config.flow.transformer = "cubic"
+  with pytest.raises(ValueError, match=r"config.flow.transformer.*'cubic'; "
+                                       r"expected one of \('affine', "
+                                       r"'spline'\)"):
+    nbflows.build_model(config)
+  config.flow.transformer, config.flow.spline_bound = "spline", 0.0
+  with pytest.raises(ValueError, match="spline bound=0.0"):
+    nbflows.build_model(config)
+
+
+def test_a_spline_transformer_for_a_model_without_one_is_an_error():
+  config = default.get_config("quick")
+  config.model, config.flow.transformer = "nct", "spline"
+  with pytest.raises(ValueError, match="'nct' has affine layers only.*rnvp, "
+                                       "rnvp_mlp, maf"):
+    nbflows.build_model(config)
+
+
+def test_a_config_saved_before_the_transformer_fields_builds_affine_layers():
+  # A run's config.json from before config.flow.{transformer, num_bins,
+  # spline_bound} existed loads as it was trained: affine couplings.
+  config = default.get_config("quick")
+  config.model, config.dataset = "rnvp_mlp", "two_rectangles"
+  affine = _output_widths(config)
+  saved = config.to_dict()
+  for field in ("transformer", "num_bins", "spline_bound"):
+    del saved["flow"][field]
+  assert _output_widths(ml_collections.ConfigDict(saved)) == affine

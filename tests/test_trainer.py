@@ -136,6 +136,9 @@ def test_config_values_are_validated_by_name():
       "max_consecutive_nonfinite_steps": (
           0, r"config.max_consecutive_nonfinite_steps=0"),
       "dataset": ("imagenet_64", r"unknown dataset 'imagenet_64'"),
+      "flow.transformer": ("cubic", r"transformer='cubic'; expected one of "
+                           r"\('affine', 'spline'\)"),
+      "flow.num_bins": (0, r"num_bins=0; expected an integer >= 1"),
   }
   trainer.validate_config(tiny_config())
   for field, (value, message) in cases.items():

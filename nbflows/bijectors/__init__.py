@@ -15,3 +15,4 @@ from nbflows.bijectors.combinators import Chain, Flattened, Repeat, alternating
 from nbflows.bijectors.multiscale import MultiScale, max_num_scales
 from nbflows.bijectors.permutation import Permutation
 from nbflows.bijectors.context import ContextConditioned, check_context
+from nbflows.bijectors.spline_coupling import RationalQuadraticSplineCoupling

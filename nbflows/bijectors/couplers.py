@@ -1,8 +1,10 @@
 """Conditioner networks for coupling layers (the s and t of eq. 6, paper 1).
 
 A coupler maps the kept half of the input, and optionally a condition, to
-``2 * C`` raw outputs (shift and unbounded log-scale for every channel). Its
-last layer is zero-initialised, so a fresh coupling layer is the identity.
+``2 * C`` raw outputs (shift and unbounded log-scale for every channel), or
+``outputs_per_channel * C`` (a spline coupling's ``3 * num_bins + 1`` per
+channel, `spline_coupling`). Its last layer is zero-initialised, so a fresh
+coupling layer is the identity.
 
 Conditions enter in one of two ways (``cond_mode``):
   - ``"concat"``: an image condition ``[B, h, w, c]`` is resized to the input's
@@ -135,6 +137,7 @@ class ConvCoupler(nn.Module):
   num_blocks: int = 2
   cond_mode: Optional[str] = None
   conv_impl: str = "xla"
+  outputs_per_channel: int = 2
 
   def _conv(self, features: int, name: str,
             kernel_init: nn.initializers.Initializer =
@@ -150,7 +153,7 @@ class ConvCoupler(nn.Module):
     if self.conv_impl not in CONV_IMPLS:
       raise ValueError(f"conv_impl={self.conv_impl!r}; expected one of "
                        f"{CONV_IMPLS}")
-    out_channels = 2 * x.shape[-1]
+    out_channels = self.outputs_per_channel * x.shape[-1]
     if self.cond_mode == "concat" and cond is not None:
       x = concat_condition(x, cond)
     h = self._conv(self.hidden, "input")(x)
@@ -171,11 +174,12 @@ class MLPCoupler(nn.Module):
   """Dense layers with relu, last layer zero-initialised (bench ``--arch mlp``)."""
   hidden: Sequence[int] = (256, 256)
   cond_mode: Optional[str] = None
+  outputs_per_channel: int = 2
 
   @nn.compact
   def __call__(self, x: Array, cond: Optional[Array] = None) -> Array:
     _check_cond_mode(self.cond_mode)
-    out_features = 2 * x.shape[-1]
+    out_features = self.outputs_per_channel * x.shape[-1]
     if self.cond_mode == "concat" and cond is not None:
       x = concat_condition(x, cond)
     h = x

@@ -20,7 +20,7 @@ benchmark's 64 -> 256 -> 256 coupler (PERFORMANCE.md).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import distrax
 import flax.linen as nn
@@ -79,32 +79,40 @@ class _PerChannelFactor(nn.Module):
     return self.param("value", nn.initializers.ones, (channels,))
 
 
-class AffineCoupling(base.Bijector):
-  """Masked affine coupling, optionally conditioned (eq. 6 / eq. 8).
+class Coupling(base.Bijector):
+  """A masked coupling, y_A = x_A and y_B = tau(x_B; theta(x_A, cond)).
+
+  What the affine and spline couplings share: the masks, the coupler (and
+  its default), the checks of x and cond, and distrax's `MaskedCoupling`
+  (or `SplitCoupling` for an even "half" split). A subclass says how many
+  coupler outputs each transformed channel takes (`outputs_per_channel`)
+  and builds the elementwise transformer tau from them (`transformer`).
 
   Attributes:
     mask: "checkerboard" or "channel" for images [B, H, W, C]; "half" for
       vectors [B, D].
     parity: 0 or 1, which half is kept.
     coupler: the conditioner network (`ConvCoupler`, `MLPCoupler` or any
-      module mapping `(x_kept, cond)` to twice as many channels as x_kept
-      has: x_A with zeros at B, or x_A alone for an even "half" split);
-      defaults to a `ConvCoupler` for images and an `MLPCoupler` for vectors.
+      module mapping `(x_kept, cond)` to `outputs_per_channel()` times as
+      many channels as x_kept has: x_A with zeros at B, or x_A alone for an
+      even "half" split); defaults to a `ConvCoupler` for images and an
+      `MLPCoupler` for vectors.
     conditional: whether the layer takes `cond` (then it is required).
-
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> layer = AffineCoupling(mask="checkerboard")
-    >>> x = jnp.ones((2, 4, 4, 1))
-    >>> params = layer.init(jax.random.key(0), x)
-    >>> y, logdet = layer.apply(params, x, method="forward")
-    >>> bool(jnp.allclose(y, x)), logdet.shape    # identity at init
-    (True, (2,))
   """
   mask: str = "checkerboard"
   parity: int = 0
   coupler: Optional[nn.Module] = None
   conditional: bool = False
+
+  def outputs_per_channel(self) -> int:
+    """Coupler outputs per transformed channel."""
+    raise NotImplementedError
+
+  def transformer(self, channels: int) -> Tuple[
+      Callable[[Array], Any], Callable[[Any], distrax.Bijector]]:
+    """(coupler output [..., P * channels] -> tau's parameters, parameters
+    -> tau as an elementwise distrax bijector)."""
+    raise NotImplementedError
 
   def setup(self):
     if self.mask not in MASKS:
@@ -115,13 +123,11 @@ class AffineCoupling(base.Bijector):
                          "cond_mode=None and would ignore cond; give it "
                          "cond_mode='concat' or 'project'")
       self.net = self.coupler
-    elif self.mask == "half":
-      self.net = couplers.MLPCoupler(
-          cond_mode="concat" if self.conditional else None)
     else:
-      self.net = couplers.ConvCoupler(
-          cond_mode="concat" if self.conditional else None)
-    self.log_scale_factor = _PerChannelFactor()
+      default = (couplers.MLPCoupler if self.mask == "half"
+                 else couplers.ConvCoupler)
+      self.net = default(cond_mode="concat" if self.conditional else None,
+                         outputs_per_channel=self.outputs_per_channel())
 
   def _bijector(self, x: Array, cond: Optional[Array]) -> distrax.Bijector:
     if x.ndim not in (2, 4):
@@ -138,17 +144,11 @@ class AffineCoupling(base.Bijector):
                        f"{x.shape[0]} to match x")
     # An image given to a "half" coupling is left to make_mask to reject.
     split = self.mask == "half" and x.ndim == 2 and x.shape[-1] % 2 == 0
-    log_scale_factor = self.log_scale_factor(
+    to_params, inner = self.transformer(
         x.shape[-1] // 2 if split else x.shape[-1])
 
-    def conditioner(x_kept: Array) -> Tuple[Array, Array]:
-      raw = self.net(x_kept, cond)
-      shift, raw_log_scale = jnp.split(raw, 2, axis=-1)
-      return shift, log_scale_factor * jnp.tanh(raw_log_scale)
-
-    def inner(params: Tuple[Array, Array]) -> distrax.Bijector:
-      shift, log_scale = params
-      return distrax.ScalarAffine(shift=shift, log_scale=log_scale)
+    def conditioner(x_kept: Array):
+      return to_params(self.net(x_kept, cond))
 
     if split:
       return distrax.SplitCoupling(
@@ -163,3 +163,40 @@ class AffineCoupling(base.Bijector):
 
   def inverse(self, y: Array, cond: Optional[Array] = None):
     return self._bijector(y, cond).inverse_and_log_det(y)
+
+
+class AffineCoupling(Coupling):
+  """Masked affine coupling, optionally conditioned (eq. 6 / eq. 8).
+
+  Attributes: those of `Coupling`; the coupler returns twice as many
+  channels as x_kept has (shift and raw log-scale).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> layer = AffineCoupling(mask="checkerboard")
+    >>> x = jnp.ones((2, 4, 4, 1))
+    >>> params = layer.init(jax.random.key(0), x)
+    >>> y, logdet = layer.apply(params, x, method="forward")
+    >>> bool(jnp.allclose(y, x)), logdet.shape    # identity at init
+    (True, (2,))
+  """
+
+  def setup(self):
+    super().setup()
+    self.log_scale_factor = _PerChannelFactor()
+
+  def outputs_per_channel(self) -> int:
+    return 2
+
+  def transformer(self, channels: int):
+    log_scale_factor = self.log_scale_factor(channels)
+
+    def to_params(raw: Array) -> Tuple[Array, Array]:
+      shift, raw_log_scale = jnp.split(raw, 2, axis=-1)
+      return shift, log_scale_factor * jnp.tanh(raw_log_scale)
+
+    def inner(params: Tuple[Array, Array]) -> distrax.Bijector:
+      shift, log_scale = params
+      return distrax.ScalarAffine(shift=shift, log_scale=log_scale)
+
+    return to_params, inner

@@ -24,6 +24,13 @@ maps data to noise in one parallel pass,
 
 and noise to data in D sequential passes, x_i = u_i * exp(alpha_i) + mu_i,
 the i-th pass fixing the i-th coordinate in the order.
+
+With ``transformer="spline"`` the elementwise map is a rational-quadratic
+spline instead (Durkan et al. 2019, Sec. 3.2, "RQ-NSF (AR)"): MADE returns
+``3 * num_bins + 1`` spline parameters per dimension, every one of them
+masked like mu_i, and u_i = g(x_i; theta_i(x_<i)) with g of `spline`
+(identity outside [-spline_bound, spline_bound]); the inverse takes the
+same D passes, each inverting the spline in closed form.
 """
 from __future__ import annotations
 
@@ -36,9 +43,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from nbflows.bijectors import base
+from nbflows.bijectors import spline
 
 Array = jax.Array
 ORDERS = ("forward", "reversed", "random")
+TRANSFORMERS = ("affine", "spline")
 
 
 def input_degrees(num_inputs: int, order: str = "forward",
@@ -107,12 +116,15 @@ class MADE(nn.Module):
   """Masked autoencoder: x [B, D] (and cond [B, F]) -> (mu, raw) [B, D] each.
 
   ``mu_i`` and ``raw_i`` depend only on inputs earlier than x_i in the order
-  (and on cond). The output layer is zero-initialised.
+  (and on cond). The output layer is zero-initialised. With
+  ``num_outputs=P`` it returns P arrays [B, D] instead of two, each masked
+  the same way.
 
   Attributes:
     hidden: widths of the hidden layers (relu).
     order: "forward", "reversed" or "random" (see `input_degrees`).
     seed: seed of the random order.
+    num_outputs: outputs per input dimension (2: mu and raw).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -126,10 +138,11 @@ class MADE(nn.Module):
   hidden: Sequence[int] = (64, 64)
   order: str = "forward"
   seed: int = 0
+  num_outputs: int = 2
 
   @nn.compact
   def __call__(self, x: Array, cond: Optional[Array] = None
-               ) -> Tuple[Array, Array]:
+               ) -> Tuple[Array, ...]:
     d = x.shape[-1]
     if d < 2:
       raise ValueError(f"x has shape {tuple(x.shape)}; MADE needs D >= 2 "
@@ -158,25 +171,30 @@ class MADE(nn.Module):
       degrees = out_degrees
     out_degrees = input_degrees(d, self.order, self.seed)
     mask = out_degrees[None, :] > degrees[:, None]  # [hidden, D]
-    out = MaskedDense(2 * d, kernel_init=nn.initializers.zeros,
-                      name="output")(h, np.concatenate([mask, mask], axis=1))
-    mu, raw = jnp.split(out, 2, axis=-1)
-    return mu, raw
+    p = self.num_outputs
+    out = MaskedDense(p * d, kernel_init=nn.initializers.zeros,
+                      name="output")(h, np.concatenate([mask] * p, axis=1))
+    return tuple(jnp.split(out, p, axis=-1))
 
 
 class MaskedAutoregressive(base.Bijector):
   """MAF layer: forward data -> noise in one pass, inverse in D passes.
 
   ``alpha = max_log_scale * tanh(raw / max_log_scale)`` bounds the
-  log-scale while keeping slope 1 at 0. The zero-initialised MADE output
-  makes a fresh layer the identity.
+  log-scale while keeping slope 1 at 0; with ``transformer="spline"`` the
+  map is the rational-quadratic spline of `spline` instead. The
+  zero-initialised MADE output makes a fresh layer the identity (zero
+  spline parameters are the identity spline).
 
   Attributes:
     hidden: MADE hidden widths.
     order: "forward", "reversed" or "random"; alternate them when stacking.
     seed: seed of the random order.
     conditional: whether the layer takes `cond` [B, F] (then required).
-    max_log_scale: bound on |alpha|.
+    max_log_scale: bound on |alpha| (affine).
+    transformer: "affine" (MAF) or "spline" (neural spline flow).
+    num_bins: the spline's bins K (spline).
+    spline_bound: B, the spline acts on [-B, B], the identity outside.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -192,11 +210,22 @@ class MaskedAutoregressive(base.Bijector):
   seed: int = 0
   conditional: bool = False
   max_log_scale: float = 3.0
+  transformer: str = "affine"
+  num_bins: int = 8
+  spline_bound: float = 3.0
 
   def setup(self):
     if self.max_log_scale <= 0:
       raise ValueError(f"max_log_scale={self.max_log_scale}; expected > 0")
-    self.made = MADE(hidden=self.hidden, order=self.order, seed=self.seed)
+    if self.transformer not in TRANSFORMERS:
+      raise ValueError(f"transformer={self.transformer!r}; expected one of "
+                       f"{TRANSFORMERS}")
+    num_outputs = 2
+    if self.transformer == "spline":
+      spline.check_settings(self.num_bins, self.spline_bound)
+      num_outputs = spline.num_params(self.num_bins)
+    self.made = MADE(hidden=self.hidden, order=self.order, seed=self.seed,
+                     num_outputs=num_outputs)
 
   def _check(self, x: Array, cond: Optional[Array], name: str) -> None:
     if x.ndim != 2:
@@ -219,10 +248,24 @@ class MaskedAutoregressive(base.Bijector):
     alpha = self.max_log_scale * jnp.tanh(raw / self.max_log_scale)
     return distrax.Block(distrax.ScalarAffine(shift=mu, log_scale=alpha), 1)
 
+  def _spline(self, made: MADE, x: Array, cond: Optional[Array]
+              ) -> distrax.Bijector:
+    """Noise -> data given the preceding coordinates: the inverse spline, so
+    that data -> noise (the density) is the spline's forward."""
+    params = jnp.stack(made(x, cond), axis=-1)  # [B, D, 3 * num_bins + 1]
+    return distrax.Block(distrax.Inverse(
+        spline.rational_quadratic(params, self.spline_bound)), 1)
+
+  def _elementwise(self, made: MADE, x: Array, cond: Optional[Array]
+                   ) -> distrax.Bijector:
+    if self.transformer == "spline":
+      return self._spline(made, x, cond)
+    return self._affine(made, x, cond)
+
   def forward(self, x: Array, cond: Optional[Array] = None
               ) -> Tuple[Array, Array]:
     self._check(x, cond, "x")
-    return self._affine(self.made, x, cond).inverse_and_log_det(x)
+    return self._elementwise(self.made, x, cond).inverse_and_log_det(x)
 
   def inverse(self, y: Array, cond: Optional[Array] = None
               ) -> Tuple[Array, Array]:
@@ -230,7 +273,7 @@ class MaskedAutoregressive(base.Bijector):
 
     def step(made, carry, _):
       x, _ = carry
-      x, logdet = self._affine(made, x, cond).forward_and_log_det(y)
+      x, logdet = self._elementwise(made, x, cond).forward_and_log_det(y)
       return (x, logdet), None
 
     passes = nn.scan(step, variable_broadcast="params",

@@ -21,6 +21,10 @@ scale through `FlowModel.transform_condition`.
 With ``scan=True`` consecutive couplings are stacked in pairs of opposite
 parity with `nn.scan`; it is off by default (see `combinators.Repeat` for
 why).
+
+``config.flow.transformer="spline"`` makes every coupling of either model a
+rational-quadratic spline coupling (`flow_transformer`; Durkan et al. 2019)
+in place of the affine one, with the same masks and couplers.
 """
 from __future__ import annotations
 
@@ -36,28 +40,34 @@ from nbflows.bijectors import multiscale
 from nbflows.data import sources
 from nbflows.models import base
 from nbflows.models import flow
+from nbflows.models import flow_transformer
 
 def coupling_stack(num_couplings: int, mask: str,
-                   make_coupler: Callable[[], nn.Module], conditional: bool,
-                   scan: bool) -> combinators.Chain:
-  """`num_couplings` affine couplings with alternating parity 0, 1, 0, ...
+                   make_coupler: Callable[[int], nn.Module], conditional: bool,
+                   scan: bool,
+                   transformer: flow_transformer.Transformer =
+                   flow_transformer.AFFINE) -> combinators.Chain:
+  """`num_couplings` couplings with alternating parity 0, 1, 0, ...
 
   Args:
     num_couplings: the number of couplings, >= 1.
     mask: "checkerboard", "channel" or "half" (see `coupling.make_mask`).
-    make_coupler: returns a fresh coupler network for each coupling.
+    make_coupler: `make_coupler(outputs_per_channel)` returns a fresh
+      coupler network for each coupling.
     conditional: whether every coupling takes `cond`.
     scan: stack pairs of opposite parity with `nn.scan`
       (`combinators.alternating`).
+    transformer: affine (eq. 6) or spline couplings.
 
   Returns:
     A `combinators.Chain` of the couplings.
   """
 
-  def make(parity: int) -> coupling.AffineCoupling:
-    return coupling.AffineCoupling(mask=mask, parity=parity,
-                                   coupler=make_coupler(),
-                                   conditional=conditional)
+  def make(parity: int) -> coupling.Coupling:
+    return transformer.coupling(
+        mask=mask, parity=parity,
+        coupler=make_coupler(transformer.outputs_per_channel),
+        conditional=conditional)
 
   return combinators.alternating(num_couplings, make, scan)
 
@@ -66,8 +76,9 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
                          couplings_per_scale: int, hidden_channels: int,
                          num_res_blocks: int, conditional: bool = False,
                          scan: bool = False,
-                         last_scale_couplings: int = 4
-                         ) -> multiscale.MultiScale:
+                         last_scale_couplings: int = 4,
+                         transformer: flow_transformer.Transformer =
+                         flow_transformer.AFFINE) -> multiscale.MultiScale:
   """RealNVP's multi-scale transform of [B, H, W, C] images.
 
   Args:
@@ -82,6 +93,7 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
     scan: stack pairs of couplings with `nn.scan`.
     last_scale_couplings: checkerboard couplings of the last scale (4 in
       Dinh et al. 2016, Sec. 4.1).
+    transformer: affine (eq. 6) or spline couplings.
 
   Returns:
     A `multiscale.MultiScale` whose forward maps x to z of the same shape.
@@ -102,12 +114,14 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
         f"{rule.min_spatial_size}x{rule.min_spatial_size})")
   cond_mode = "concat" if conditional else None
 
-  def make_coupler() -> nn.Module:
+  def make_coupler(outputs_per_channel: int) -> nn.Module:
     return couplers.ConvCoupler(hidden=hidden_channels,
-                                num_blocks=num_res_blocks, cond_mode=cond_mode)
+                                num_blocks=num_res_blocks, cond_mode=cond_mode,
+                                outputs_per_channel=outputs_per_channel)
 
   def stack(num: int, mask: str) -> combinators.Chain:
-    return coupling_stack(num, mask, make_coupler, conditional, scan)
+    return coupling_stack(num, mask, make_coupler, conditional, scan,
+                          transformer)
 
   scale = multiscale.MultiScale(
       before=stack(last_scale_couplings, "checkerboard"))
@@ -120,7 +134,9 @@ def multiscale_transform(event_shape: Sequence[int], num_scales: int,
 
 def vector_transform(num_layers: int, hidden: Sequence[int],
                      conditional: bool = False,
-                     scan: bool = False) -> combinators.Chain:
+                     scan: bool = False,
+                     transformer: flow_transformer.Transformer =
+                     flow_transformer.AFFINE) -> combinators.Chain:
   """RealNVP with "half"-mask MLP couplings for [B, D] vectors.
 
   Args:
@@ -128,6 +144,7 @@ def vector_transform(num_layers: int, hidden: Sequence[int],
     hidden: widths of each coupler's hidden layers.
     conditional: build every coupling conditional.
     scan: stack pairs of couplings with `nn.scan`.
+    transformer: affine (eq. 6) or spline couplings.
 
   Returns:
     A `combinators.Chain` of the couplings.
@@ -135,24 +152,27 @@ def vector_transform(num_layers: int, hidden: Sequence[int],
   cond_mode = "concat" if conditional else None
   return coupling_stack(
       num_layers, "half",
-      lambda: couplers.MLPCoupler(hidden=tuple(hidden), cond_mode=cond_mode),
-      conditional, scan)
+      lambda outputs: couplers.MLPCoupler(hidden=tuple(hidden),
+                                          cond_mode=cond_mode,
+                                          outputs_per_channel=outputs),
+      conditional, scan, transformer)
 
 
 def build_rnvp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "rnvp" model: multi-scale RealNVP on `config.dataset`'s images.
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
-  num_res_blocks, logit_alpha} and config.context.dim (> 0: every coupler
-  takes the context, broadcast over space and concatenated,
-  `flow.flow_model`).
+  num_res_blocks, logit_alpha, transformer, num_bins, spline_bound} and
+  config.context.dim (> 0: every coupler takes the context, broadcast over
+  space and concatenated, `flow.flow_model`).
   """
   info = flow.image_dataset_info(config)
   transform = multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
       config.flow.num_res_blocks,
-      conditional=flow.configured_context_dim(config) > 0)
+      conditional=flow.configured_context_dim(config) > 0,
+      transformer=flow_transformer.from_config(config))
   return flow.flow_model(config, info, transform)
 
 
@@ -160,14 +180,15 @@ def build_rnvp_mlp(config: ml_collections.ConfigDict) -> base.BijectiveModel:
   """The "rnvp_mlp" model: RealNVP with MLP couplings on D-vectors.
 
   Images are flattened to D-vectors (z is reshaped back). Uses
-  config.flow.{num_layers, mlp_hidden, logit_alpha}; discrete data
-  (`num_levels` set) are rescaled and logit-transformed first. With
-  config.context.dim > 0 every coupler takes the context, concatenated to
-  its input (`flow.flow_model`).
+  config.flow.{num_layers, mlp_hidden, logit_alpha, transformer, num_bins,
+  spline_bound}; discrete data (`num_levels` set) are rescaled and
+  logit-transformed first. With config.context.dim > 0 every coupler takes
+  the context, concatenated to its input (`flow.flow_model`).
   """
   info = sources.dataset_info(config.dataset)
   transform = combinators.Flattened(
       inner=vector_transform(
           config.flow.num_layers, config.flow.mlp_hidden,
-          conditional=flow.configured_context_dim(config) > 0))
+          conditional=flow.configured_context_dim(config) > 0,
+          transformer=flow_transformer.from_config(config)))
   return flow.flow_model(config, info, transform)

@@ -17,6 +17,7 @@ from nbflows import config_fields
 from nbflows.models import base
 from nbflows.models import ccrnvp
 from nbflows.models import exemplar_vae
+from nbflows.models import flow_transformer
 from nbflows.models import glf
 from nbflows.models import glow
 from nbflows.models import kde
@@ -65,7 +66,8 @@ def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
 
   Raises:
     ConfigError: (a ValueError) if `config.model` is unknown (the message lists the known
-      names), or the dataset does not suit the model.
+      names), the dataset does not suit the model, or
+      `config.flow.transformer` is set for a model that does not read it.
 
   Example:
     >>> from configs import default
@@ -77,6 +79,7 @@ def build_model(config: ml_collections.ConfigDict) -> base.TrainableModel:
     raise config_fields.ConfigError(
         f"config.model: unknown model {config.model!r}; expected one of "
         f"{sorted(BUILDERS)}")
+  flow_transformer.check_model(config)
   context = config.get("context")
   if context is not None and context.dim and config.model not in CONTEXT_MODELS:
     raise config_fields.ConfigError(

@@ -54,6 +54,7 @@ from nbflows import image_grid
 from nbflows import parametrisations
 from nbflows.data import pipeline
 from nbflows.data import sources
+from nbflows.models import flow_transformer
 from nbflows.models import protocols
 from nbflows.models import registry
 from train.evaluation import evaluate as evaluate_lib
@@ -117,6 +118,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     sources.dataset_info(config.dataset)
   except ValueError as error:   # an unknown dataset, naming the known ones
     raise config_fields.ConfigError(f"config.dataset: {error}") from error
+  flow_transformer.validate(config)   # config.flow.transformer, its settings
 
 
 def make_train_step(model: protocols.Trainable,
