@@ -71,7 +71,7 @@ def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable,
     ConfigError: for a context model (`condition_kind="context"`) of a
       dataset without contexts.
   """
-  if (model.condition_kind == "context" and
+  if (model.context_dim and         # a context model, or NCL / NCT given one
       not sources.dataset_info(config.dataset).context_dim):
     with_context = [f"{name} (C = {sources.dataset_info(name).context_dim})"
                     for name in sources.NAMES
