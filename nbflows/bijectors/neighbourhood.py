@@ -193,13 +193,6 @@ def split_condition(cond, event_shape: Sequence[int], batch: int,
   return cond[NEIGHBOURS], cond[CONTEXT]
 
 
-def join_condition(neighbours: Array, context: Optional[Array]):
-  """The inverse of `split_condition`: N alone, or the dict with c."""
-  if context is None:
-    return neighbours
-  return {NEIGHBOURS: neighbours, CONTEXT: context}
-
-
 def append_context(features: Array, context: Optional[Array]) -> Array:
   """c broadcast over space and concatenated: [B, H, W, F] -> [B, H, W, F + C].
 
