@@ -142,6 +142,20 @@ def test_without_a_context_the_model_is_the_one_of_before():
     model.log_prob(params, X, {"neighbours": NEIGHBOURS, "context": CONTEXT})
 
 
+def test_the_samples_grid_takes_each_rows_context():
+  """samples.png's rows: each neighbourhood, a blank, its samples drawn
+  given that neighbourhood and its example's context."""
+  from train.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+  model, params = built("ncl")
+  batch = {"x": X, "neighbours": NEIGHBOURS, "context": CONTEXT}
+  key = jax.random.key(1)
+  grid = evaluate.draw_samples(model, params, key, B, batch)
+  assert grid.shape == (B, K + 2, 8, 8, 1)
+  np.testing.assert_array_equal(grid[:, :K], NEIGHBOURS)
+  np.testing.assert_array_equal(grid[:, -1], model.sample(
+      params, key, model.condition(batch)))
+
+
 def test_paths_over_training_neighbourhoods_refuse_a_context():
   from train.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from nbflows import config_fields  # pylint: disable=g-import-not-at-top
