@@ -69,6 +69,8 @@ def test_the_context_changes_log_prob_and_samples(name):
   other = {"neighbours": NEIGHBOURS, "context": CONTEXT[::-1]}
   assert np.abs(log_prob - np.asarray(
       model.log_prob(params, X, other))).max() > 1e-3
+  np.testing.assert_allclose(
+      model.as_distribution(params, cond).log_prob(X), log_prob, rtol=1e-6)
   # One sample per row of the dict; the same noise under another context
   # lands elsewhere.
   key = jax.random.key(1)
@@ -159,9 +161,14 @@ def test_the_samples_grid_takes_each_rows_context():
 def test_paths_over_training_neighbourhoods_refuse_a_context():
   from train.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   from nbflows import config_fields  # pylint: disable=g-import-not-at-top
+  from train.evaluation import sample_quality  # pylint: disable=g-import-not-at-top
   model, params = built("ncl")
   with pytest.raises(ValueError, match="conditions on a context vector"):
     marginal.marginal_over_training_set(model, params, X, train=None)
   with pytest.raises(config_fields.ConfigError,
                      match="'digits' has no context to train or test on"):
     evaluate.load_data(tiny_config("ncl", C), model)
+  with pytest.raises(ValueError, match="training neighbourhoods, which have "
+                     "no contexts"):
+    sample_quality.draw_marginal_samples(model, params, jax.random.key(0), 4,
+                                         train=None, index=None, batch_size=4)
