@@ -195,14 +195,16 @@ class TrainableModel:
       return None
     key = self.condition_kind      # "neighbours", "label" or "context"
     # NCL / NCT given a context: {"neighbours": N, "context": c}.
-    keys = ((key, "context") if key == "neighbours" and self.context_dim
-            else (key,))
-    for key in keys:
-      if key not in batch:
+    fields = ((key, "context") if key == "neighbours" and self.context_dim
+              else (key,))
+    for field in fields:
+      if field not in batch:
         raise ValueError(f"model {self.name!r} conditions on "
-                         f"batch[{key!r}], but the batch has only "
+                         f"batch[{field!r}], but the batch has only "
                          f"{sorted(batch)}")
-    return batch[key] if len(keys) == 1 else {k: batch[k] for k in keys}
+    if len(fields) == 1:
+      return batch[key]
+    return {field: batch[field] for field in fields}
 
   # ------------------------------------------------------------ functions
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
