@@ -83,6 +83,8 @@ def get_config(arg=None):
   # A context vector c [B, C] for the flows to condition on (rnvp,
   # rnvp_mlp, glow, maf; condition_kind "context", batch["context"]); C
   # must be the dataset's context width (rotated_moons: 2). 0 = none.
+  # ncl and nct take it with their neighbours: cond {"neighbours": N,
+  # "context": c} (no image dataset has contexts: the caller's).
   config.context = ml_collections.ConfigDict()
   config.context.dim = 0
 

@@ -47,7 +47,7 @@ def example_batch(model: protocols.Trainable, num_neighbours: int,
       "label": jnp.zeros((batch_size,), jnp.int32),
       "index": jnp.zeros((batch_size,), jnp.int32),
   }
-  if model.condition_kind == "context":
+  if model.context_dim:     # a context model, or NCL / NCT given one
     batch["context"] = jnp.zeros((batch_size, model.context_dim), jnp.float32)
   return batch
 

@@ -114,7 +114,7 @@ def gather(conditions: Conditions, rows: np.ndarray) -> np.ndarray:
 
 def _refuse_context(model: base.DensityModel) -> None:
   """Eq. 4 sums over training neighbourhoods or labels, not contexts."""
-  if model.condition_kind == "context":
+  if model.context_dim:      # a context model, or NCL / NCT given one
     raise ValueError(
         f"model {model.name!r} conditions on a context vector; eq. 4's "
         "marginal over training conditions is not implemented for contexts "

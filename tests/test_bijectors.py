@@ -85,7 +85,8 @@ class Case:
     make: builds the (unbound) layer.
     x_shape: input shape, batch first.
     y_shape: forward output shape (defaults to `x_shape`).
-    cond_shape: condition shape, batch first, or None if unconditional.
+    cond_shape: condition shape, batch first, or None if unconditional; a
+      dict of shapes for a dict cond (each part drawn N(0, 1)).
     sample: draws valid inputs, `sample(key, shape)`.
     identity_at_init: the layer is built to be the identity at init on
       inputs from `sample`.
@@ -392,6 +393,49 @@ SPLINE_CASES = [
 ]
 CASES += SPLINE_CASES
 
+
+# NCL and NCT given a context vector with their neighbours
+# (config.context.dim = 3): cond is {"neighbours": [B, k, H, W, C],
+# "context": [B, 3]}; the context joins NCL's g_mu / g_sigma features and
+# NCT's per-scale conditions, broadcast over space.
+def _neighbour_context_cases() -> list[Case]:
+  def ncl():
+    return ncl_lib.NCLTransform(
+        transform=bijectors.Chain((_coupling("checkerboard", 0, False),
+                                   _coupling("checkerboard", 1, False))),
+        head=ncl_lib.NeighbourhoodAffine(hidden=8, num_neighbours=3,
+                                         context_dim=3))
+
+  def nct():
+    return nct_lib.NCTTransform(transform=_nct_scales(), num_neighbours=3,
+                                context_dim=3)
+
+  def replaced(key, change):
+    return lambda x, c: (x, {**c, key: change(c[key])})
+
+  bad_inputs = (
+      EXTRA_AXIS,
+      BadInput("another k", replaced("neighbours", lambda n: n[:, :2]),
+               r"cond\['neighbours'\] has shape.*built for k = 3"),
+      BadInput("no context", lambda x, c: (x, {"neighbours": c["neighbours"]}),
+               r"cond is a dict with keys \['neighbours'\]; expected "
+               r"\{\"neighbours\""),
+      BadInput("bare neighbours", lambda x, c: (x, c["neighbours"]),
+               "cond is of type"),
+      BadInput("context of another width",
+               replaced("context", lambda c: c[:, :2]),
+               r"cond\['context'\] has shape \(2, 2\).*\[2, 3\]"),
+      BadInput("NaN context",
+               replaced("context", lambda c: c.at[0, 0].set(jnp.nan)), "NaN"))
+  return [Case(f"{name}-context", make, IMAGE,
+               cond_shape={"neighbours": NEIGHBOURHOOD, "context": (2, 3)},
+               identity_at_init=True, bad_inputs=bad_inputs)
+          for name, make in (("ncl-transform", ncl), ("nct", nct))]
+
+
+NEIGHBOUR_CONTEXT_CASES = _neighbour_context_cases()
+CASES += NEIGHBOUR_CONTEXT_CASES
+
 IDS = [case.name for case in CASES]
 assert len(set(IDS)) == len(IDS), "case names must be unique"
 
@@ -426,6 +470,15 @@ def round_trip(layer: nn.Module, params, x: Array, cond: Optional[Array]):
   return y, logdet, x_back, logdet_inv
 
 
+def random_cond(key: Array, shape):
+  """N(0, 1) of `shape`, or a dict of such arrays for a dict of shapes."""
+  if isinstance(shape, dict):
+    keys = jax.random.split(key, len(shape))
+    return {part: jax.random.normal(k, shape[part])
+            for k, part in zip(keys, sorted(shape))}
+  return jax.random.normal(key, shape)
+
+
 @functools.cache
 def setup_case(name: str, perturbed: bool = True):
   """(case, layer, params, x, cond); params perturbed unless asked."""
@@ -437,7 +490,7 @@ def setup_case(name: str, perturbed: bool = True):
   layer = case.make()
   x = case.sample(key_x, case.x_shape)
   cond = (None if case.cond_shape is None
-          else jax.random.normal(key_c, case.cond_shape))
+          else random_cond(key_c, case.cond_shape))
   params = layer.init(key_init, x, cond)
   return case, layer, params, x, cond
 
@@ -463,7 +516,7 @@ def compiled_results(name: str):
 
   def run(params, x, cond):
     def one(xi, ci):
-      ci = None if ci is None else ci[None]
+      ci = jax.tree.map(lambda part: part[None], ci)   # also a dict cond
       return [r[0] for r in round_trip(layer, params, xi[None], ci)]
 
     def flat_forward(v):
@@ -557,8 +610,9 @@ def test_invalid_input_raises(case: Case):
     for fn, inp in ((forward, x), (inverse, y)):
       with pytest.raises(ValueError, match="cond is missing"):
         fn(params, inp, None)
-      with pytest.raises(ValueError, match="cond has"):
-        fn(params, inp, cond[:1])          # batch of 1 for a batch of 2
+      with pytest.raises(ValueError, match=r"cond(\['\w+'\])? has"):
+        # batch of 1 for a batch of 2 (every part of a dict cond)
+        fn(params, inp, jax.tree.map(lambda part: part[:1], cond))
   for bad in case.bad_inputs:
     bad_x, bad_cond = bad.transform(x, cond)
     with pytest.raises(ValueError, match=bad.match):
@@ -762,3 +816,18 @@ def test_spline_settings_are_checked():
       mask="half", num_bins=4, coupler=bijectors.MLPCoupler(hidden=(4,)))
   with pytest.raises(ValueError, match="outputs_per_channel=13"):
     layer.init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("case", NEIGHBOUR_CONTEXT_CASES,
+                         ids=[c.name for c in NEIGHBOUR_CONTEXT_CASES])
+def test_neighbour_context_changes_the_output(case: Case):
+  """NCL's and NCT's outputs depend on the context, not only on N: another
+  c with the same neighbours gives another y, log-det and inverse."""
+  _, layer, params, x, cond = setup_case(case.name)
+  y, logdet, _, _ = batched_results(case.name)
+  other = {**cond, "context": cond["context"] + 1.0}
+  other_y, other_logdet = forward_fn(layer)(params, x, other)
+  assert np.abs(np.asarray(other_y - y)).max() > 1e-2
+  assert np.abs(np.asarray(other_logdet - logdet)).max() > 1e-3
+  x_other, _ = inverse_fn(layer)(params, y, other)
+  assert np.abs(np.asarray(x_other - x)).max() > 1e-2

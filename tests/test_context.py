@@ -72,7 +72,7 @@ def test_the_context_changes_log_prob_and_samples():
 
 @pytest.mark.parametrize("model_name, dataset, dim, match", [
     ("maf", "rotated_moons", 3, "context of width 2; expected 0 or 2"),
-    ("nct", "digits", 2, "model 'nct' does not take a context vector"),
+    ("ccrnvp", "digits", 2, "model 'ccrnvp' does not take a context vector"),
     ("maf", "rotated_moons", -1, "expected an integer >= 0"),
 ])
 def test_config_errors(model_name, dataset, dim, match):

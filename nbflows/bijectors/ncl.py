@@ -26,6 +26,11 @@ Each branch's last three layers then map these features to a mean and a
 bounded log-scale, log sigma = s tanh(raw / s) with s = `max_log_scale`.
 The last layers are zero-initialised, so a fresh head is the identity
 (N(0, I) prior).
+
+With a context vector c [B, C] (config.context.dim = C > 0, `cond` the dict
+{"neighbours": N, "context": c}, `neighbourhood.split_condition`), c is
+broadcast over space and concatenated onto those features before the two
+branches, so g_mu(q(N), c) and g_sigma(q(N), c); q stays unconditional.
 """
 from __future__ import annotations
 
@@ -62,7 +67,9 @@ class LatentStatistics(nn.Module):
   maps are concatenated along channels in their order ("concat", App. B.1;
   [B, H, W, k F]) or pooled by their mean and max over the neighbours
   ("pool", NCL-pool; [B, H, W, 2F]); then two branches of three conv layers
-  give the mean and log g_sigma. The branches' last layers are
+  give the mean and log g_sigma. A context c [B, C], if given, is broadcast
+  over space and concatenated onto the features before the branches
+  (`neighbourhood.append_context`). The branches' last layers are
   zero-initialised.
 
   Attributes:
@@ -77,7 +84,8 @@ class LatentStatistics(nn.Module):
   num_neighbours: Optional[int] = None
 
   @nn.compact
-  def __call__(self, latents: Array) -> Tuple[Array, Array]:
+  def __call__(self, latents: Array, context: Optional[Array] = None
+               ) -> Tuple[Array, Array]:
     if latents.ndim != 5:
       raise ValueError(f"latents have shape {tuple(latents.shape)}; expected "
                        "[B, k, H, W, C] (NCL needs image events)")
@@ -97,6 +105,7 @@ class LatentStatistics(nn.Module):
       features = neighbourhood.concat_neighbourhood(h)                   # [B, H, W, k F]
     else:
       features = jnp.concatenate([h.mean(axis=1), h.max(axis=1)], axis=-1)
+    features = neighbourhood.append_context(features, context)
 
     def branch(name: str) -> Array:
       g = features
@@ -114,13 +123,15 @@ class NeighbourhoodAffine(base.Bijector):
   """Eq. 9 as a conditional bijector of a latent z given q(N).
 
   Forward: y = (z - g_mu(q(N))) / g_sigma(q(N)); log|det| = -sum log g_sigma.
-  `cond` is the neighbour latents q(N), [B, k, H, W, C].
+  `cond` is the neighbour latents q(N), [B, k, H, W, C]; with `context_dim`
+  C > 0, {"neighbours": q(N), "context": c [B, C]}.
 
   Attributes:
     hidden: channels of g_mu and g_sigma's hidden layers.
     max_log_scale: bound on |log g_sigma|.
     form: "concat" (App. B.1) or "pool" (NCL-pool); see `LatentStatistics`.
     num_neighbours: k, required by "concat".
+    context_dim: C, the width of a context vector given with q(N); 0: none.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -135,6 +146,7 @@ class NeighbourhoodAffine(base.Bijector):
   max_log_scale: float = 3.0
   form: str = "concat"
   num_neighbours: Optional[int] = None
+  context_dim: int = 0
   conditional = True
 
   def setup(self):
@@ -145,10 +157,13 @@ class NeighbourhoodAffine(base.Bijector):
     """The k this head takes (None: any k)."""
     return neighbourhood.fixed_num_neighbours(self.form, self.num_neighbours, "form")
 
-  def _bijector(self, z: Array, cond: Optional[Array]) -> distrax.Bijector:
-    neighbourhood.check_neighbourhood(cond, z.shape[1:], z.shape[0],
-                        num_neighbours=self.fixed_k())
-    mean, log_scale = self.statistics(cond)
+  def split(self, x: Array, cond) -> Tuple[Array, Optional[Array]]:
+    """(neighbours, context or None) of `cond`, checked for targets `x`."""
+    return neighbourhood.split_condition(cond, x.shape[1:], x.shape[0],
+                                         self.fixed_k(), self.context_dim)
+
+  def _bijector(self, z: Array, cond) -> distrax.Bijector:
+    mean, log_scale = self.statistics(*self.split(z, cond))
     return _standardise(mean, log_scale, z.ndim - 1)
 
   def forward(self, z: Array, cond: Optional[Array] = None
@@ -163,9 +178,10 @@ class NeighbourhoodAffine(base.Bijector):
 class NCLTransform(base.Bijector):
   """x -> (q(x) - g_mu(q(N))) / g_sigma(q(N)): q then eq. 9, given N.
 
-  `cond` is the neighbourhood [B, k, *event] in q's input space. The forward
-  pass runs q once on the targets and the B k neighbours together; the
-  neighbours' log-dets are dropped.
+  `cond` is the neighbourhood [B, k, *event] in q's input space, or
+  {"neighbours": N, "context": c} for a head with a context (the context
+  goes to the head alone). The forward pass runs q once on the targets and
+  the B k neighbours together; the neighbours' log-dets are dropped.
 
   Attributes:
     transform: the unconditional flow q.
@@ -175,48 +191,43 @@ class NCLTransform(base.Bijector):
   head: nn.Module = None
   conditional = True
 
-  def _check(self, x: Array, cond: Optional[Array]) -> None:
-    neighbourhood.check_neighbourhood(cond, x.shape[1:], x.shape[0],
-                        num_neighbours=self.head.fixed_k())
-
   def latents(self, x: Array) -> Tuple[Array, Array]:
     """(q(x), log|det dq/dx|) without the neighbourhood."""
     return self.transform.forward(x)
 
-  def neighbourhood_statistics(self, cond: Array) -> Tuple[Array, Array]:
-    """(g_mu(q(N)), log g_sigma(q(N))), each [B, *event]."""
+  def neighbourhood_statistics(self, cond: Array,
+                               context: Optional[Array] = None
+                               ) -> Tuple[Array, Array]:
+    """(g_mu(q(N), c), log g_sigma(q(N), c)), each [B, *event]."""
     latents, _ = self.transform.forward(neighbourhood.flatten_neighbours(cond))
-    return self.head.statistics(latents.reshape(cond.shape))
+    return self.head.statistics(latents.reshape(cond.shape), context)
 
-  def forward_targets(self, targets: Array, cond: Array
+  def forward_targets(self, targets: Array, cond
                       ) -> Tuple[Array, Array]:
     """Forward of P targets per neighbourhood: [P, B, *event] -> (y, [P, B]).
 
     One pass of q over the P B targets and the B k neighbours.
     """
     num, batch = targets.shape[:2]
-    self._check(targets[0], cond)
+    neighbours, context = self.head.split(targets[0], cond)
     event = targets.shape[2:]
     both = jnp.concatenate([targets.reshape(num * batch, *event),
-                            neighbourhood.flatten_neighbours(cond)])
+                            neighbourhood.flatten_neighbours(neighbours)])
     latents, logdet = self.transform.forward(both)
     z = latents[:num * batch].reshape(targets.shape)
     mean, log_scale = self.head.statistics(
-        latents[num * batch:].reshape(cond.shape))
+        latents[num * batch:].reshape(neighbours.shape), context)
     y, head_logdet = _standardise(mean, log_scale, len(event)
                                   ).forward_and_log_det(z)
     return y, logdet[:num * batch].reshape(num, batch) + head_logdet
 
-  def forward(self, x: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(x, cond)
+  def forward(self, x: Array, cond=None) -> Tuple[Array, Array]:
+    self.head.split(x, cond)
     y, logdet = self.forward_targets(x[None], cond)
     return y[0], logdet[0]
 
-  def inverse(self, y: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(y, cond)
-    mean, log_scale = self.neighbourhood_statistics(cond)
+  def inverse(self, y: Array, cond=None) -> Tuple[Array, Array]:
+    mean, log_scale = self.neighbourhood_statistics(*self.head.split(y, cond))
     z, head_logdet = _standardise(mean, log_scale, y.ndim - 1
                                   ).inverse_and_log_det(y)
     x, logdet = self.transform.inverse(z)

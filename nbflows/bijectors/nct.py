@@ -25,6 +25,11 @@ condition resized to the spatial size of that scale's input by averaging
 before concatenating them"); the layers after a scale's squeeze get it
 resized to their size by the coupler. The number of condition channels c
 is the same at every scale, so the couplers grow by the same few weights.
+
+With a context vector c [B, C] (config.context.dim = C > 0, `cond` the dict
+{"neighbours": N, "context": c}, `neighbourhood.split_condition`), s and t
+of eq. 8 also see c: it is broadcast over space and concatenated onto every
+scale's condition, [B, H / 2^s, W / 2^s, c + C] (`neighbourhood.append_context`).
 """
 from __future__ import annotations
 
@@ -73,27 +78,34 @@ class NCTTransform(base.Bijector):
 
   `cond` is the neighbourhood [B, k, H, W, C] in the flow's input space; it
   is concatenated ("concat") or pooled ("pool") and halved once per scale
-  (`halve`).
+  (`halve`). With `context_dim` C > 0, `cond` is {"neighbours": N,
+  "context": c [B, C]} and c joins every scale's condition.
 
   Attributes:
     transform: a `multiscale.MultiScale` built with conditional couplings.
     condition: "concat" (eq. 8) or "pool" (NCT-pool); see the module
       docstring.
     num_neighbours: k; required by "concat", which takes only that k.
+    context_dim: C, the width of a context vector given with N; 0: none.
   """
   transform: nn.Module = None
   condition: str = "concat"
   num_neighbours: Optional[int] = None
+  context_dim: int = 0
   conditional = True
 
-  def _check(self, x: Array, cond: Optional[Array]) -> None:
-    neighbourhood.check_neighbourhood(
+  def _split(self, x: Array, cond) -> Tuple[Array, Optional[Array]]:
+    """(N, c or None) of `cond`, checked for targets `x`."""
+    return neighbourhood.split_condition(
         cond, x.shape[1:], x.shape[0],
-        num_neighbours=neighbourhood.fixed_num_neighbours(
-            self.condition, self.num_neighbours, "condition"))
+        neighbourhood.fixed_num_neighbours(self.condition,
+                                           self.num_neighbours, "condition"),
+        self.context_dim)
 
-  def scale_conditions(self, cond: Array) -> Tuple[Array, ...]:
-    """One condition per scale: the neighbourhood halved s times at scale s."""
+  def scale_conditions(self, cond: Array, context: Optional[Array] = None
+                       ) -> Tuple[Array, ...]:
+    """One condition per scale: the neighbourhood halved s times at scale s,
+    with the context c (if any) broadcast onto each."""
     if self.condition == "concat":
       summary = neighbourhood.concat_neighbourhood(cond)
     else:
@@ -101,24 +113,23 @@ class NCTTransform(base.Bijector):
     conditions = [summary]
     for _ in range(self.transform.num_scales - 1):
       conditions.append(halve(conditions[-1]))
-    return tuple(conditions)
+    return tuple(neighbourhood.append_context(c, context) for c in conditions)
 
-  def forward_targets(self, targets: Array, cond: Array
+  def forward_targets(self, targets: Array, cond
                       ) -> Tuple[Array, Array]:
     """Forward of P targets per neighbourhood: [P, B, *event] -> (y, [P, B])."""
     num, batch = targets.shape[:2]
     flat = targets.reshape(num * batch, *targets.shape[2:])
-    self._check(flat[:batch], cond)
-    tiled = jnp.tile(cond, (num,) + (1,) * (cond.ndim - 1))
-    y, logdet = self.transform.forward(flat, self.scale_conditions(tiled))
+    tiled = [None if part is None else
+             jnp.tile(part, (num,) + (1,) * (part.ndim - 1))
+             for part in self._split(flat[:batch], cond)]
+    y, logdet = self.transform.forward(flat, self.scale_conditions(*tiled))
     return y.reshape(targets.shape), logdet.reshape(num, batch)
 
-  def forward(self, x: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(x, cond)
-    return self.transform.forward(x, self.scale_conditions(cond))
+  def forward(self, x: Array, cond=None) -> Tuple[Array, Array]:
+    return self.transform.forward(
+        x, self.scale_conditions(*self._split(x, cond)))
 
-  def inverse(self, y: Array, cond: Optional[Array] = None
-              ) -> Tuple[Array, Array]:
-    self._check(y, cond)
-    return self.transform.inverse(y, self.scale_conditions(cond))
+  def inverse(self, y: Array, cond=None) -> Tuple[Array, Array]:
+    return self.transform.inverse(
+        y, self.scale_conditions(*self._split(y, cond)))

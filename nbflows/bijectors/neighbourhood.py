@@ -6,15 +6,25 @@ bijector in one of two forms (`FORMS`): "concat" (the paper's: the k
 neighbours side by side, so k is fixed when the model is built) or "pool"
 (the -pool variants: statistics over the neighbours, any k). This module
 checks its shape and lays it out.
+
+A model may also take a context vector c [B, C] with its neighbourhoods
+(config.context.dim = C > 0): its condition is then the dict
+{"neighbours": N, "context": c} (`split_condition` checks and separates it),
+and c is broadcast over space and concatenated onto the features the
+neighbourhood gives (`append_context`: NCT's per-scale conditions, NCL's
+g_mu / g_sigma features). With C = 0 the condition is N itself.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 
+from nbflows.bijectors import context as context_lib
+
 Array = jax.Array
+NEIGHBOURS, CONTEXT = "neighbours", "context"
 
 
 # How the neighbourhood enters NCL's g_mu, g_sigma and NCT's couplings:
@@ -112,3 +122,89 @@ def concat_neighbourhood(neighbours: Array) -> Array:
 def flatten_neighbours(cond: Array) -> Array:
   """[B, k, *event] -> [B * k, *event]."""
   return cond.reshape(-1, *cond.shape[2:])
+
+
+def condition_description(event_shape: Sequence[int], batch,
+                          num_neighbours: Optional[int] = None,
+                          context_dim: int = 0) -> str:
+  """What a neighbourhood model's cond must be: N, or N and a context.
+
+  Example:
+    >>> condition_description((8, 8, 1), 3, 5, context_dim=2)[:58]
+    '{"neighbours": neighbourhoods of shape [3, 5, 8, 8, 1] (k '
+  """
+  neighbours = neighbourhood_description(event_shape, batch, num_neighbours)
+  if not context_dim:
+    return neighbours
+  return (f'{{"{NEIGHBOURS}": {neighbours}, "{CONTEXT}": '
+          f"{context_lib.context_description(batch, context_dim)}}}")
+
+
+def split_condition(cond, event_shape: Sequence[int], batch: int,
+                    num_neighbours: Optional[int] = None,
+                    context_dim: int = 0
+                    ) -> Tuple[Array, Optional[Array]]:
+  """(neighbours [B, k, *event], context [B, C] or None) of a checked cond.
+
+  With context_dim = 0 `cond` is the neighbourhood array and the context
+  None; with C > 0 it is {"neighbours": N, "context": c}. Both parts are
+  checked (`check_neighbourhood`, `context.check_context`).
+
+  Args:
+    cond: the condition, or None.
+    event_shape: the shape of one image.
+    batch: the batch size of the targets it conditions.
+    num_neighbours: the k a concatenating form was built for, or None.
+    context_dim: C, the width of the context (0: none).
+
+  Raises:
+    ValueError: for a missing condition, a dict where an array is expected
+      or the reverse, a missing key, or a part of the wrong shape, naming
+      what is expected.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> n, c = jnp.zeros((2, 3, 4, 4, 1)), jnp.ones((2, 5))
+    >>> parts = split_condition({"neighbours": n, "context": c}, (4, 4, 1), 2,
+    ...                         context_dim=5)
+    >>> parts[0].shape, parts[1].shape
+    ((2, 3, 4, 4, 1), (2, 5))
+  """
+  expected = condition_description(event_shape, batch, num_neighbours,
+                                   context_dim)
+  if not context_dim:
+    if isinstance(cond, Mapping):
+      raise ValueError(
+          f"cond is a dict with keys {sorted(cond)}; expected {expected}: "
+          "this model takes no context (config.context.dim = 0)")
+    check_neighbourhood(cond, event_shape, batch,
+                        num_neighbours=num_neighbours)
+    return cond, None
+  if cond is None:
+    raise ValueError(f"cond is missing; expected {expected}")
+  if not isinstance(cond, Mapping) or set(cond) != {NEIGHBOURS, CONTEXT}:
+    got = (f"a dict with keys {sorted(cond)}" if isinstance(cond, Mapping)
+           else f"of type {type(cond).__name__}")
+    raise ValueError(f"cond is {got}; expected {expected}")
+  check_neighbourhood(cond[NEIGHBOURS], event_shape, batch,
+                      f"cond[{NEIGHBOURS!r}]", num_neighbours)
+  context_lib.check_context(cond[CONTEXT], context_dim, batch,
+                            f"cond[{CONTEXT!r}]")
+  return cond[NEIGHBOURS], cond[CONTEXT]
+
+
+def append_context(features: Array, context: Optional[Array]) -> Array:
+  """c broadcast over space and concatenated: [B, H, W, F] -> [B, H, W, F + C].
+
+  `features` unchanged when there is no context.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> append_context(jnp.zeros((1, 2, 2, 1)), jnp.array([[5.0, 6.0]]))[0, 1, 0]
+    Array([0., 5., 6.], dtype=float32)
+  """
+  if context is None:
+    return features
+  spread = jnp.broadcast_to(context[:, None, None, :].astype(features.dtype),
+                            (*features.shape[:-1], context.shape[-1]))
+  return jnp.concatenate([features, spread], axis=-1)

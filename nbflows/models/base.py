@@ -87,7 +87,9 @@ class TrainableModel:
     num_neighbours: for condition_kind="neighbours", the k the model takes
       (`ncl.NeighbourhoodModel` with concatenated neighbours), or None for
       any k.
-    context_dim: for condition_kind="context", the width C of the context.
+    context_dim: for condition_kind="context", the width C of the context;
+      for "neighbours", the C of a context given with the neighbours
+      (NCL / NCT: cond {"neighbours": N, "context": c}), or None.
   """
   num_neighbours: Optional[int] = None
   context_dim: Optional[int] = None
@@ -142,10 +144,15 @@ class TrainableModel:
   def condition_units(self, cond: Optional[Array], batch: Optional[int], *,
                       key: Optional[Array] = None, validate: bool = False
                       ) -> Optional[Array]:
-    """`cond` checked (`check_cond`); neighbours in data units like x."""
+    """`cond` checked (`check_cond`); neighbours in data units like x (a
+    context given with them, {"neighbours": N, "context": c}, is not)."""
     self.check_cond(cond, batch)
     if self.condition_kind != "neighbours":
       return cond
+    if isinstance(cond, Mapping):
+      return {**cond, "neighbours": data_units.to_data_units(
+          cond["neighbours"], self.num_levels, "neighbours", key=key,
+          validate=validate)}
     return data_units.to_data_units(cond, self.num_levels, "neighbours",
                                     key=key, validate=validate)
 
@@ -187,10 +194,17 @@ class TrainableModel:
     if self.condition_kind == "none":
       return None
     key = self.condition_kind      # "neighbours", "label" or "context"
-    if key not in batch:
-      raise ValueError(f"model {self.name!r} conditions on batch[{key!r}], "
-                       f"but the batch has only {sorted(batch)}")
-    return batch[key]
+    # NCL / NCT given a context: {"neighbours": N, "context": c}.
+    fields = ((key, "context") if key == "neighbours" and self.context_dim
+              else (key,))
+    for field in fields:
+      if field not in batch:
+        raise ValueError(f"model {self.name!r} conditions on "
+                         f"batch[{field!r}], but the batch has only "
+                         f"{sorted(batch)}")
+    if len(fields) == 1:
+      return batch[key]
+    return {field: batch[field] for field in fields}
 
   # ------------------------------------------------------------ functions
   def init(self, key: Array, batch: Mapping[str, Array]) -> Params:
@@ -241,7 +255,7 @@ class TrainableModel:
         raise ValueError(f"number of samples is {n_or_cond}; expected >= 1")
       return n_or_cond, None
     cond = self.condition_units(n_or_cond, None, validate=validate)
-    return cond.shape[0], cond
+    return jax.tree.leaves(cond)[0].shape[0], cond
 
   def _draw(self, params: Params, key: Array, num: int,
             cond: Optional[Array], temperature: Array) -> Array:
@@ -249,8 +263,9 @@ class TrainableModel:
     # One program per bucket of counts (`nbflows.shape_buckets`).
     size = shape_buckets.bucket_size(num)
     samples = self._sample(
-        params, key, None if cond is None else shape_buckets.pad_rows(
-            cond, size), size, temperature)[:num]
+        params, key, jax.tree.map(
+            lambda part: shape_buckets.pad_rows(part, size), cond),
+        size, temperature)[:num]
     if self.num_levels is None:
       return samples
     upper = jnp.nextafter(jnp.asarray(self.num_levels, samples.dtype), 0)

@@ -58,11 +58,16 @@ class ModelDistribution(distrax.Distribution):
 
   @property
   def batch_shape(self) -> Tuple[int, ...]:
-    return () if self.cond is None else (self.cond.shape[0],)
+    if self.cond is None:
+      return ()
+    return (jax.tree.leaves(self.cond)[0].shape[0],)   # also a dict cond
 
   def _tiled_cond(self, copies: int) -> Array:
-    """cond repeated `copies` times along axis 0: row j B + b is cond[b]."""
-    return jnp.tile(self.cond, (copies,) + (1,) * (self.cond.ndim - 1))
+    """cond repeated `copies` times along axis 0: row j B + b is cond[b]
+    (each part of a dict cond, NCL / NCT with a context)."""
+    return jax.tree.map(
+        lambda part: jnp.tile(part, (copies,) + (1,) * (part.ndim - 1)),
+        self.cond)
 
   def _sample_n(self, key: Array, n: int) -> Array:
     """[n, *batch_shape, *event] draws of `model.sample`."""

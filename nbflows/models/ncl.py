@@ -28,6 +28,13 @@ transform that is a conditional bijector of x given N), the
 concatenating forms checked, contrastive training of eq. 10 when enabled); the forms of taking the
 neighbourhood (`FORMS`) live in `nbflows.bijectors.neighbourhood`.
 
+Both also take a context vector c [B, C] with the neighbours when
+config.context.dim = C > 0: cond is then {"neighbours": N, "context": c}
+(batch["neighbours"] and batch["context"]); NCL's g_mu and g_sigma see c
+(`nbflows.bijectors.ncl`), NCT's couplings do (`nbflows.bijectors.nct`).
+No image dataset has contexts, so such a model takes its caller's
+contexts (`log_prob`, `sample`) and is not trained by `train.main`.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from configs import ncl_digits
@@ -50,9 +57,9 @@ import ml_collections
 from nbflows import units
 from nbflows.bijectors import base as bijector_base
 from nbflows.bijectors import ncl as ncl_bijectors
+from nbflows.bijectors import neighbourhood
 from nbflows.bijectors.neighbourhood import (FORMS, check_neighbourhood,
-                                             flatten_neighbours,
-                                             neighbourhood_description)
+                                             flatten_neighbours)
 from nbflows.data import sources
 from nbflows.models import base
 from nbflows.models import flow
@@ -92,17 +99,24 @@ class NeighbourhoodFlow(flow.FlowModel):
 
   The neighbours [B, k, *event] arrive in data units, like x, and go through
   the same preprocessing (rescale, logit) before the transform sees them
-  (`transform_condition`). The prior is the standard normal (Alg. 1). The
+  (`transform_condition`); a context c, in {"neighbours": N, "context": c},
+  passes unchanged. The prior is the standard normal (Alg. 1). The
   transform must offer `forward_targets` (P targets per neighbourhood), used
   by `targets_log_prob` for contrastive training.
   """
 
-  def transform_condition(self, cond: Optional[Array]) -> Array:
-    """The neighbourhood in the transform's input space, [B, k, *event]."""
+  def transform_condition(self, cond):
+    """The neighbourhood in the transform's input space, [B, k, *event]
+    (with the context beside it when cond has one)."""
     if cond is None:
       raise ValueError("cond is missing; a neighbourhood flow needs "
                        "neighbourhoods of shape [batch, k, "
                        f"{', '.join(str(d) for d in self.event_shape)}]")
+    if isinstance(cond, Mapping):      # {"neighbours": N, "context": c}
+      if neighbourhood.NEIGHBOURS not in cond:
+        return cond          # the transform's check names what is missing
+      return {**cond, neighbourhood.NEIGHBOURS: self.transform_condition(
+          cond[neighbourhood.NEIGHBOURS])}
     check_neighbourhood(cond, self.event_shape, cond.shape[0])
     h, _ = self.preprocessing.forward(flatten_neighbours(cond))
     return h.reshape(cond.shape)
@@ -124,7 +138,8 @@ class NeighbourhoodFlow(flow.FlowModel):
 
 
 class NeighbourhoodModel(base.BijectiveModel):
-  """The flow of NCT (and NCL's base): cond is a neighbourhood [B, k, *event].
+  """The flow of NCT (and NCL's base): cond is a neighbourhood [B, k, *event],
+  or {"neighbours": N, "context": c [B, C]} with a context (`context_dim`).
 
   With `contrastive` set, `loss` is eq. 10 (see
   `nbflows.objectives.contrastive`): the batch rolled by a random shift
@@ -135,6 +150,7 @@ class NeighbourhoodModel(base.BijectiveModel):
       conditional likelihood.
     num_neighbours: the k the model takes (its neighbours are concatenated,
       as in the paper), or None for any k (the -pool variants).
+    context_dim: C of a context vector taken with the neighbours, or None.
   """
 
   def __init__(self, module: NeighbourhoodFlow, event_shape: Sequence[int],
@@ -142,24 +158,40 @@ class NeighbourhoodModel(base.BijectiveModel):
                num_classes: Optional[int] = None,
                contrastive_settings: Optional[
                    contrastive.ContrastiveSettings] = None,
-               num_neighbours: Optional[int] = None):
+               num_neighbours: Optional[int] = None,
+               context_dim: int = 0):
     super().__init__(module, event_shape, condition_kind="neighbours",
                      name=name, num_classes=num_classes,
                      num_levels=num_levels)
     self.contrastive = (None if contrastive_settings is None
                         else contrastive_settings.validate())
     self.num_neighbours = num_neighbours
+    self.context_dim = context_dim or None
 
-  def check_cond(self, cond: Optional[Array], batch: Optional[int]) -> None:
-    """`TrainableModel.check_cond`, and k = `num_neighbours` where fixed."""
-    super().check_cond(cond, batch)
-    check_neighbourhood(cond, self.event_shape, cond.shape[0],
-                        num_neighbours=self.num_neighbours)
+  def check_cond(self, cond, batch: Optional[int]) -> None:
+    """`TrainableModel.check_cond`, and k = `num_neighbours` where fixed;
+    with a context, both parts of the dict
+    (`neighbourhood.split_condition`)."""
+    if not self.context_dim and not isinstance(cond, Mapping):
+      super().check_cond(cond, batch)
+      check_neighbourhood(cond, self.event_shape, cond.shape[0],
+                          num_neighbours=self.num_neighbours)
+      return
+    if cond is None:
+      raise ValueError(f"model {self.name!r} needs cond: "
+                       f"{self._cond_description(batch)}")
+    neighbours = (cond.get(neighbourhood.NEIGHBOURS)
+                  if isinstance(cond, Mapping) else None)
+    if batch is None and hasattr(neighbours, "shape"):
+      batch = neighbours.shape[0]
+    neighbourhood.split_condition(
+        cond, self.event_shape, "batch" if batch is None else batch,
+        self.num_neighbours, self.context_dim or 0)
 
   def _cond_description(self, batch: Optional[int]) -> str:
-    return neighbourhood_description(
+    return neighbourhood.condition_description(
         self.event_shape, "batch" if batch is None else batch,
-        self.num_neighbours)
+        self.num_neighbours, self.context_dim or 0)
 
   def loss(self, params: Params, batch: Mapping[str, Array],
            key: Array) -> Tuple[Array, Dict[str, Array]]:
@@ -261,10 +293,12 @@ def build_ncl(config: ml_collections.ConfigDict) -> NCLModel:
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
   num_res_blocks, logit_alpha}, config.ncl.{hidden_channels,
   max_log_scale, statistics} (statistics "concat": NCL, App. B.1, for the
-  k of config.neighbours; "pool": NCL-pool, any k) and config.contrastive.
+  k of config.neighbours; "pool": NCL-pool, any k), config.contrastive and
+  config.context.dim (> 0: g_mu and g_sigma also see a context vector).
   """
   info = image_info(config)
   num_neighbours = configured_num_neighbours(config, "ncl.statistics")
+  context_dim = flow.configured_context_dim(config)
   q = realnvp.multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
@@ -272,11 +306,11 @@ def build_ncl(config: ml_collections.ConfigDict) -> NCLModel:
   head = ncl_bijectors.NeighbourhoodAffine(
       hidden=config.ncl.hidden_channels,
       max_log_scale=config.ncl.max_log_scale, form=config.ncl.statistics,
-      num_neighbours=num_neighbours)
+      num_neighbours=num_neighbours, context_dim=context_dim)
   module = NeighbourhoodFlow(
       transform=ncl_bijectors.NCLTransform(transform=q, head=head),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
   return NCLModel(module, info.event_shape, config.model, info.num_levels,
                   info.num_classes, contrastive_settings(config),
-                  num_neighbours)
+                  num_neighbours, context_dim)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ml_collections
 
 from nbflows.bijectors import nct as nct_bijectors
+from nbflows.models import flow
 from nbflows.models import ncl
 from nbflows.models import realnvp
 
@@ -34,11 +35,13 @@ def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
 
   Uses config.flow.{num_scales, couplings_per_scale, hidden_channels,
   num_res_blocks, logit_alpha}, config.nct.condition ("concat": NCT, eq. 8,
-  for the k of config.neighbours; "pool": NCT-pool, any k) and
-  config.contrastive.
+  for the k of config.neighbours; "pool": NCT-pool, any k),
+  config.contrastive and config.context.dim (> 0: every coupling also sees
+  a context vector, broadcast over space).
   """
   info = ncl.image_info(config)
   num_neighbours = ncl.configured_num_neighbours(config, "nct.condition")
+  context_dim = flow.configured_context_dim(config)
   transform = realnvp.multiscale_transform(
       info.event_shape, config.flow.num_scales,
       config.flow.couplings_per_scale, config.flow.hidden_channels,
@@ -46,10 +49,11 @@ def build_nct(config: ml_collections.ConfigDict) -> ncl.NeighbourhoodModel:
   module = ncl.NeighbourhoodFlow(
       transform=nct_bijectors.NCTTransform(transform=transform,
                                            condition=config.nct.condition,
-                                           num_neighbours=num_neighbours),
+                                           num_neighbours=num_neighbours,
+                                           context_dim=context_dim),
       event_shape=info.event_shape, num_levels=info.num_levels,
       logit_alpha=config.flow.logit_alpha)
   return ncl.NeighbourhoodModel(module, info.event_shape, config.model,
                                 info.num_levels, info.num_classes,
                                 ncl.contrastive_settings(config),
-                                num_neighbours)
+                                num_neighbours, context_dim)

@@ -32,6 +32,9 @@ from nbflows.models import vae
 Builder = Callable[[ml_collections.ConfigDict], base.TrainableModel]
 # The models whose builders read config.context.dim (`flow.flow_model`).
 CONTEXT_MODELS = ("rnvp", "rnvp_mlp", "glow", "maf")
+# ... and the neighbourhood models, which take it with their neighbours
+# (cond {"neighbours": N, "context": c}; `ncl.NeighbourhoodModel`).
+CONTEXT_MODELS += ("ncl", "nct")
 
 BUILDERS: Dict[str, Builder] = {
     "rnvp": realnvp.build_rnvp,

@@ -75,7 +75,7 @@ def load_data(config: ml_collections.ConfigDict, model: protocols.Trainable,
     ConfigError: for a context model (`condition_kind="context"`) of a
       dataset without contexts.
   """
-  if (model.condition_kind == "context" and
+  if (model.context_dim and         # a context model, or NCL / NCT given one
       not sources.dataset_info(config.dataset).context_dim):
     with_context = [f"{name} (C = {sources.dataset_info(name).context_dim})"
                     for name in sources.NAMES
@@ -242,7 +242,8 @@ def draw_samples(model: protocols.Trainable, params: Any, key: Array,
   A neighbour-conditioned model samples from the neighbourhoods of the
   batch's examples (training neighbourhoods, paper 1 Alg. 2): one row per
   neighbourhood, its k members, a blank, then `num / NEIGHBOURHOOD_ROWS`
-  samples drawn from it (`image_grid.neighbourhood_rows`). A label-
+  samples drawn from it (`image_grid.neighbourhood_rows`); NCL / NCT given
+  a context sample each row with its example's context too. A label-
   conditioned model samples for the batch's labels; an unconditional one
   draws `num`.
 
@@ -250,15 +251,17 @@ def draw_samples(model: protocols.Trainable, params: Any, key: Array,
     [rows, cols, *event_shape] in data units (NaN cells are blank).
   """
   cond = (None if model.condition_kind == "none"
-          else np.asarray(model.condition(condition_batch)))
+          else jax.tree.map(np.asarray, model.condition(condition_batch)))
   if model.condition_kind != "neighbours":
     samples = np.asarray(model.sample(
         params, key, num if cond is None else cond[:num]))
     return image_grid.as_rows(samples) if samples.ndim == 4 else samples[None]
-  neighbourhoods = cond[:NEIGHBOURHOOD_ROWS]
+  # Every part of the condition (N, and c with a context) row by row.
+  rows = jax.tree.map(lambda part: part[:NEIGHBOURHOOD_ROWS], cond)
+  neighbourhoods = rows["neighbours"] if isinstance(rows, dict) else rows
   per_row = max(1, num // len(neighbourhoods))
-  samples = np.asarray(model.sample(
-      params, key, np.repeat(neighbourhoods, per_row, axis=0)))
+  samples = np.asarray(model.sample(params, key, jax.tree.map(
+      lambda part: np.repeat(part, per_row, axis=0), rows)))
   return image_grid.neighbourhood_rows(
       neighbourhoods, samples.reshape(len(neighbourhoods), per_row,
                                       *samples.shape[1:]))

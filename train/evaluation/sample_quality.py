@@ -51,7 +51,18 @@ def draw_marginal_samples(model: protocols.Trainable, params: Any, key: Array,
 
   Returns:
     [num, *event_shape] samples in data units.
+
+  Raises:
+    ValueError: for NCL / NCT given a context (`model.context_dim`): the
+      training neighbourhoods come without contexts to sample them with.
   """
+  if model.context_dim:
+    raise ValueError(
+        f"model {model.name!r} conditions on a context vector with its "
+        "neighbours; marginal samples (eq. 4's generative process) draw "
+        "training neighbourhoods, which have no contexts: sample it given "
+        "contexts instead (model.sample(params, key, {'neighbours': N, "
+        "'context': c}))")
   keys = [jax.random.fold_in(key, i) for i in range(0, num, batch_size)]
   # Every call draws min(batch_size, num) rows, the last one's extra rows
   # dropped, so that the sampler compiles once.
