@@ -36,6 +36,7 @@ neighbour sets agree.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -252,7 +253,8 @@ def index_job(args: argparse.Namespace) -> Dict[str, Any]:
   (mean, cov), seconds["covariance"] = _timed(
       lambda: pca.covariance(images, args.rows_per_block), peaks, "covariance")
   fitted, seconds["eigh"] = _timed(
-      lambda: pca.from_covariance(mean, cov, args.pca_variance), peaks, "eigh")
+      functools.partial(pca.from_covariance, mean, cov, args.pca_variance),
+      peaks, "eigh")
   del cov
   features, seconds["projection"] = _timed(
       lambda: pca.transform(fitted, images, args.rows_per_block), peaks,
