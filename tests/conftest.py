@@ -14,11 +14,46 @@ after `jax` is imported, so this process's own config keeps its default
 (tests/test_novelty.py checks a cache it sets is undone on exit); an
 in-process run opts in with `compilation_cache.reused_compilations(
 compilation_cache_dir)`, which restores the settings on exit.
+
+The files run longest first (`pytest_collection_modifyitems`). Under
+`-n 2 --dist loadfile` (setup.cfg) a file runs whole on one worker and the
+workers take files in collection order (`--no-loadscope-reorder`; xdist's
+default order, most tests first, sends the few-test end-to-end files last,
+where one of them keeps a worker busy while the other has nothing left).
+Longest first, the short files fill the end of both workers' queues.
 """
+import collections
 import os
+import pathlib
 
 import jax
 import pytest
+
+# The files of end-to-end runs, subprocesses and notebooks, longest first
+# (rank them again with a run's `--durations=0` when one grows); the other
+# files follow, most tests first.
+LONGEST_FILES = (
+    "test_tfds_on_disk.py", "test_report.py", "test_notebooks.py",
+    "test_readme.py", "test_kill_resume.py", "test_entry_points.py",
+    "test_workdir_files.py", "test_paper_configs.py", "test_report_seeds.py",
+    "test_cli.py", "test_sharding.py", "test_novelty.py", "test_fsdp.py",
+    "test_vae_features.py", "test_checkpoint_format.py", "test_toy_model.py",
+    "test_import_rule.py", "test_evaluation_protocol.py")
+
+
+def pytest_collection_modifyitems(items):
+  """Orders the items file by file, longest files first (see above)."""
+  missing = set(LONGEST_FILES) - {
+      path.name for path in pathlib.Path(__file__).parent.glob("test_*.py")}
+  if missing:
+    raise pytest.UsageError(
+        f"tests/conftest.py: LONGEST_FILES names {sorted(missing)}, which "
+        "are not in tests/")
+  rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+  counts = collections.Counter(item.path.name for item in items)
+  # Stable: a file's items stay together and in their order.
+  items.sort(key=lambda item: (rank.get(item.path.name, len(rank)),
+                               -counts[item.path.name], item.path.name))
 
 
 @pytest.fixture(scope="session", autouse=True)

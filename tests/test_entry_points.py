@@ -1,4 +1,9 @@
-"""End to end: train_and_evaluate on digits, and the two command lines."""
+"""End to end: train_and_evaluate on digits, and the two command lines.
+
+Both compile with XLA's optimisations off (`fast_compiles`,
+tests/conftest.py, and JAX_DISABLE_MOST_OPTIMIZATIONS for the command lines):
+the quick runs are compile-bound, and what they check does not depend on it.
+"""
 from __future__ import annotations
 
 import json
@@ -16,6 +21,8 @@ from nbflows import checkpoint_loading
 from nbflows import compilation_cache
 from nbflows.models import base as model_base
 from train.loop import trainer
+
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = {"test_bpd", "num_params", "model", "dataset", "num_train_steps",
@@ -138,7 +145,7 @@ def test_rerunning_a_finished_run_resumes_without_training(
 
 def run_module(module, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-             PYTHONPATH=REPO)
+             PYTHONPATH=REPO, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=300)
 

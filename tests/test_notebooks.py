@@ -6,8 +6,10 @@ from NBFLOWS_NOTEBOOK_OVERRIDES and where to write from
 NBFLOWS_NOTEBOOK_WORKDIR; here they run a few steps of the quick configs, with
 one coupling per scale and two vector-flow layers, in a fresh kernel
 (nbclient) that uses the session's compilation cache (tests/conftest.py; the
-notebooks train the same NCL), so a notebook broken by a library change fails
-the suite. The notebooks also assert their own consistency checks (e.g. the
+notebooks train the same NCL) and compiles with XLA's optimisations off
+(JAX_DISABLE_MOST_OPTIMIZATIONS, as the `fast_compiles` fixture: a few steps
+of tiny flows are compile-bound, and the values agree to float32 rounding),
+so a notebook broken by a library change fails the suite. The notebooks also assert their own consistency checks (e.g. the
 conditional bits/dim they compute equal the trainer's test report, the ROC
 curve's area equals the AUROC), which fail the run if the maths is wrong.
 """
@@ -88,6 +90,7 @@ def test_notebook_runs_and_draws_its_figures(path, tmp_path, monkeypatch,
   monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
   monkeypatch.setenv("PYTHONPATH", REPO)
   monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", compilation_cache_dir)
+  monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
   notebook = nbformat.read(path, as_version=4)
   NotebookClient(notebook, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()

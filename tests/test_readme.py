@@ -23,6 +23,9 @@ stands:
     config files that exist.
 The existing tests/test_entry_points.py covers train.main and
 train.evaluate's outputs in detail; this file checks the README's own words.
+The commands and the snippets compile with XLA's optimisations off
+(JAX_DISABLE_MOST_OPTIMIZATIONS, `fast_compiles` of tests/conftest.py): a few
+steps of a quick config are compile-bound.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ import pytest
 from nbflows import compilation_cache
 from test_entry_points import REPO
 
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
+
 README = os.path.join(REPO, "README.md")
 # Flags whose values are paths (comma-separated lists for --workdirs).
 PATH_FLAGS = ("--workdir", "--workdir_root", "--workdirs", "--out")
@@ -56,7 +61,7 @@ SMALL_RUN = ["--config.num_train_steps=4", "--config.eval_every_steps=4",
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
   """`python -m module args` in the repository, on CPU (up to 15 minutes)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-             PYTHONPATH=REPO)
+             PYTHONPATH=REPO, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=900)
 

@@ -1,4 +1,11 @@
-"""train.evaluate's --metrics, train.compare and train.report on quick runs."""
+"""train.evaluate's --metrics, train.compare and train.report on quick runs.
+
+The runs here and the command lines compile with XLA's optimisations off
+(`fast_compiles`, tests/conftest.py, and JAX_DISABLE_MOST_OPTIMIZATIONS):
+quick runs are compile-bound, and the command lines still find the report's
+programs in the session's compilation cache (the same options on both
+sides), so their numbers are those of the report's run.
+"""
 from __future__ import annotations
 
 import json
@@ -36,10 +43,12 @@ QUALITY_KEYS = {"frechet_distance", "prd_f8", "prd_f1_8",
 # one coupling per scale, for a fast compile.
 OVERRIDES = ("flow.couplings_per_scale=1",)
 
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
+
 
 def run_module(module, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
-             PYTHONPATH=REPO)
+             PYTHONPATH=REPO, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=600)
 

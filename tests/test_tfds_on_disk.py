@@ -14,6 +14,10 @@ same function train.main calls, without a process start per config).
 
 With a few hundred images of CelebA's 12,288 dimensions, `pca.fit` takes its
 Gram-matrix route (N < D; tests/test_neighbours.py checks it).
+
+The in-process runs compile with XLA's optimisations off (`fast_compiles`,
+tests/conftest.py): they check that each config reads its data and trains,
+and a compile of their two steps and one evaluation is most of their time.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import tensorflow_datasets as tfds
 from nbflows.data import sources
 from train.loop import trainer
 from test_entry_points import run_module
+
+pytestmark = pytest.mark.usefixtures("fast_compiles")   # conftest.py
 
 # The real datasets' features (TFDS 4.9.10's registered builders): image
 # shape, number of classes (None: no label), the other features' names.
