@@ -428,6 +428,18 @@ def params_like(params: Params, x: Array) -> Params:
       if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf, params)
 
 
+def checked_sample_count(n_or_cond: Any, model_name: str) -> int:
+  """The number of samples an unconditional model's `sample` was asked for.
+
+  Raises:
+    ValueError: unless `n_or_cond` is an int >= 1, naming the model.
+  """
+  if not isinstance(n_or_cond, int) or n_or_cond < 1:
+    raise ValueError(f"n_or_cond={n_or_cond!r}; model {model_name!r} is "
+                     "unconditional and expects a number of samples >= 1")
+  return n_or_cond
+
+
 def checked_temperature(temperature: Union[float, Array],
                         name: str = "temperature") -> Array:
   """T as a float32 array, checked >= 0 when concrete (traced T passes).

@@ -255,10 +255,8 @@ class GLFModel(base.TrainableModel):
     T = 0 decodes f^-1(0), the image of the flow prior's mode; T may be
     traced under the caller's jit (`base.checked_temperature`).
     """
-    if not isinstance(n_or_cond, int) or n_or_cond < 1:
-      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
-                       "unconditional and expects a number of samples >= 1")
-    return self._sample_jit(params, key, n_or_cond,
+    return self._sample_jit(params, key,
+                            base.checked_sample_count(n_or_cond, self.name),
                             base.checked_temperature(temperature))
 
   @functools.cached_property

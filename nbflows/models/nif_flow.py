@@ -105,11 +105,9 @@ class NIFModel(base.BijectiveModel):
     Raises:
       ValueError: for a count below 1 or a concrete negative T or s.
     """
-    if not isinstance(n_or_cond, int) or n_or_cond < 1:
-      raise ValueError(f"n_or_cond={n_or_cond!r}; model {self.name!r} is "
-                       "unconditional and expects a number of samples >= 1")
     return self._sample_with_noise(
-        params, key, n_or_cond, base.checked_temperature(temperature),
+        params, key, base.checked_sample_count(n_or_cond, self.name),
+        base.checked_temperature(temperature),
         base.checked_temperature(noise_scale, "noise_scale"))
 
   def samples_by_noise_scale(self, params: Params, key: Array,
