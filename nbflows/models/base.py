@@ -433,6 +433,15 @@ def checked_sample_count(n_or_cond: Any, model_name: str) -> int:
 
   Raises:
     ValueError: unless `n_or_cond` is an int >= 1, naming the model.
+
+  Example:
+    >>> checked_sample_count(4, "vae")
+    4
+    >>> checked_sample_count(0, "vae")
+    Traceback (most recent call last):
+    ...
+    ValueError: n_or_cond=0; model 'vae' is unconditional and expects a \
+number of samples >= 1
   """
   if not isinstance(n_or_cond, int) or n_or_cond < 1:
     raise ValueError(f"n_or_cond={n_or_cond!r}; model {model_name!r} is "
